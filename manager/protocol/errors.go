@@ -1,0 +1,75 @@
+package protocol
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Error types of the upstream protocol.
+const (
+	ErrTypeInvalidPayload = "invalid_payload"
+	ErrTypeAuthorisation  = "authorisation_error"
+	ErrTypeNotFound       = "not_found"
+	ErrTypeOperation      = "operation_error"
+	ErrTypeInternal       = "internal_error"
+)
+
+// Error is a failure response as a Go error.
+type Error struct {
+	Type    string // one of the ErrType constants
+	Class   string // the error class upstream would name, if known
+	Message string
+	Public  string // public_error_message
+}
+
+func (e *Error) Error() string {
+	msg := e.Message
+	if msg == "" {
+		msg = e.Public
+	}
+	return fmt.Sprintf("%s: %s", e.Type, msg)
+}
+
+// Is matches another *Error of the same Type, so callers can write
+// errors.Is(err, &protocol.Error{Type: protocol.ErrTypeNotFound}).
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Type == e.Type && (t.Message == "" || t.Message == e.Message)
+}
+
+// InvalidPayload returns an invalid_payload error.
+func InvalidPayload(msg string) *Error {
+	return &Error{Type: ErrTypeInvalidPayload, Class: "InvalidPayload", Message: msg, Public: msg}
+}
+
+// NotFound returns the upstream not_found error for a pipeline id.
+func NotFound(pipelineID string) *Error {
+	msg := fmt.Sprintf("Could not find InferencePipeline with id=%s.", pipelineID)
+	return &Error{Type: ErrTypeNotFound, Class: "NotFound", Message: msg, Public: msg}
+}
+
+// OperationError returns an operation_error.
+func OperationError(msg string) *Error {
+	return &Error{Type: ErrTypeOperation, Class: "OperationError", Message: msg, Public: msg}
+}
+
+// InternalError returns an internal_error.
+func InternalError(msg string) *Error {
+	return &Error{Type: ErrTypeInternal, Class: "InternalError", Message: msg, Public: msg}
+}
+
+// Failure turns err into a failure response; errors that are not *Error
+// become internal_error.
+func Failure(err error) Response {
+	var e *Error
+	if !errors.As(err, &e) {
+		e = InternalError(err.Error())
+	}
+	return Response{
+		Status:             StatusFailure,
+		ErrorType:          e.Type,
+		ErrorClass:         e.Class,
+		ErrorMessage:       e.Message,
+		PublicErrorMessage: e.Public,
+	}
+}

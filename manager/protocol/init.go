@@ -1,0 +1,85 @@
+package protocol
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// Video buffer filling strategies accepted in source_buffer_filling_strategy.
+const (
+	FillDropOldest         = "DROP_OLDEST"
+	FillWait               = "WAIT"
+	FillAdaptiveDropOldest = "ADAPTIVE_DROP_OLDEST"
+	FillDropLatest         = "DROP_LATEST"
+	FillAdaptiveDropLatest = "ADAPTIVE_DROP_LATEST"
+)
+
+// InitConfig is the payload of an init request, with upstream field names.
+// Absent fields take the upstream defaults (see Defaults).
+type InitConfig struct {
+	VideoConfiguration      VideoConfiguration `json:"video_configuration"`
+	ProcessingConfiguration map[string]any     `json:"processing_configuration,omitempty"`
+	SinkConfiguration       SinkConfiguration  `json:"sink_configuration"`
+	// ConsumptionTimeout is seconds without a non-empty consume after
+	// which the worker ends itself; nil means never.
+	ConsumptionTimeout   *float64 `json:"consumption_timeout,omitempty"`
+	APIKey               string   `json:"api_key,omitempty"`
+	PredictionsQueueSize int      `json:"predictions_queue_size,omitempty"`
+	DecodingBufferSize   int      `json:"decoding_buffer_size,omitempty"`
+}
+
+// VideoConfiguration names the source. VideoReference is a string, an int
+// or a list upstream; Corral's worker accepts "synthetic://WxH[?fps=N]" and
+// paths to .y4m files.
+type VideoConfiguration struct {
+	Type                            string   `json:"type,omitempty"`
+	VideoReference                  any      `json:"video_reference"`
+	MaxFPS                          *float64 `json:"max_fps,omitempty"`
+	SourceBufferFillingStrategy     string   `json:"source_buffer_filling_strategy,omitempty"`
+	SourceBufferConsumptionStrategy string   `json:"source_buffer_consumption_strategy,omitempty"`
+}
+
+// SinkConfiguration is the in-memory results sink.
+type SinkConfiguration struct {
+	Type              string `json:"type,omitempty"`
+	ResultsBufferSize int    `json:"results_buffer_size,omitempty"`
+}
+
+// Defaults returns cfg with every absent field set to the upstream default.
+func (cfg InitConfig) Defaults() InitConfig {
+	v := &cfg.VideoConfiguration
+	if v.Type == "" {
+		v.Type = "VideoConfiguration"
+	}
+	if v.SourceBufferFillingStrategy == "" {
+		v.SourceBufferFillingStrategy = FillDropOldest
+	}
+	if v.SourceBufferConsumptionStrategy == "" {
+		v.SourceBufferConsumptionStrategy = "EAGER"
+	}
+	if cfg.SinkConfiguration.Type == "" {
+		cfg.SinkConfiguration.Type = "MemorySinkConfiguration"
+	}
+	if cfg.SinkConfiguration.ResultsBufferSize == 0 {
+		cfg.SinkConfiguration.ResultsBufferSize = 64
+	}
+	if cfg.PredictionsQueueSize == 0 {
+		cfg.PredictionsQueueSize = 512
+	}
+	if cfg.DecodingBufferSize == 0 {
+		cfg.DecodingBufferSize = 64
+	}
+	return cfg
+}
+
+func (cfg InitConfig) fields() (map[string]any, error) {
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("protocol: encode init: %w", err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("protocol: encode init: %w", err)
+	}
+	return m, nil
+}
