@@ -3,6 +3,7 @@ package protocol
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"time"
@@ -74,6 +75,11 @@ func (c *Client) Do(ctx context.Context, req *Request) (Envelope, error) {
 func (c *Client) wrap(ctx context.Context, step string, err error) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("protocol: %s: %w", step, ctx.Err())
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		// The connection deadline is the context's; it may fire first.
+		return fmt.Errorf("protocol: %s: %w (%v)", step, context.DeadlineExceeded, err)
 	}
 	return fmt.Errorf("protocol: %s: %w", step, err)
 }

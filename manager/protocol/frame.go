@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -51,14 +52,17 @@ func ReadFrame(r io.Reader, limit int) ([]byte, error) {
 	case uint64(size) > uint64(limit):
 		return nil, &FrameTooLargeError{Size: uint64(size), Limit: uint64(limit)}
 	}
-	body := make([]byte, size)
-	if _, err := io.ReadFull(r, body); err != nil {
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+	// Grow with the data actually received, so a peer that announces a
+	// large frame and stalls costs little memory.
+	var buf bytes.Buffer
+	buf.Grow(int(min(uint64(size), 64<<10)))
+	if n, err := io.CopyN(&buf, r, int64(size)); err != nil {
+		if errors.Is(err, io.EOF) && n < int64(size) {
 			return nil, ErrTruncated
 		}
 		return nil, err
 	}
-	return body, nil
+	return buf.Bytes(), nil
 }
 
 // AppendFrame appends the header and body of one frame to dst.

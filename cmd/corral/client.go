@@ -1,0 +1,172 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/corral-dev/corral/manager/protocol"
+)
+
+const clientUsage = `Usage: corral client COMMAND [args] [--addr host:port] [--timeout D]
+
+Commands:
+  list                               ids of the running pipelines
+  init [--video REF] [--max-fps N] [--buffer N] [--consumption-timeout S] [--payload JSON]
+                                     start a pipeline (REF default synthetic://320x240)
+  status ID                          status report
+  pause ID | resume ID               mute / resume processing
+  consume ID [--exclude a,b]         pop one result
+  terminate ID                       stop a pipeline
+  inspect                            the manager's own view (pids, health)
+  chaos ID FAULT [key=value ...]     inject a fault (manager started with --chaos)
+
+The address defaults to STREAM_MANAGER_HOST:STREAM_MANAGER_PORT (127.0.0.1:7070).
+Prints the response envelope as JSON; exits 1 on a failure response, 2 on usage errors.
+`
+
+func client(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stderr, clientUsage)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	cmd := args[0]
+	fs := flag.NewFlagSet("corral client "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, clientUsage) }
+	addr := fs.String("addr", defaultAddr(), "manager address host:port")
+	timeout := fs.Duration("timeout", 30*time.Second, "bound on the whole request")
+	video := fs.String("video", "synthetic://320x240", "init: video_reference")
+	maxFPS := fs.Float64("max-fps", 0, "init: max_fps (0: unset)")
+	buffer := fs.Int("buffer", 0, "init: results_buffer_size (0: default 64)")
+	consumption := fs.Float64("consumption-timeout", 0, "init: consumption_timeout seconds (0: unset)")
+	payload := fs.String("payload", "", "init: the whole init request as JSON (overrides the other init flags)")
+	exclude := fs.String("exclude", "", "consume: comma-separated excluded_fields")
+	pos, err := parseInterspersed(fs, args[1:])
+	if err != nil {
+		return 2
+	}
+	want := map[string]int{"list": 0, "init": 0, "status": 1, "pause": 1, "resume": 1,
+		"consume": 1, "terminate": 1, "inspect": 0, "chaos": 2}
+	n, ok := want[cmd]
+	switch {
+	case !ok:
+		fmt.Fprintf(stderr, "corral client: unknown command %q\n\n%s", cmd, clientUsage)
+		return 2
+	case cmd == "chaos" && len(pos) < 2, cmd != "chaos" && len(pos) != n:
+		fmt.Fprintf(stderr, "corral client %s: takes %d argument(s), got %d\n", cmd, n, len(pos))
+		return 2
+	}
+	if _, _, err := net.SplitHostPort(*addr); err != nil {
+		fmt.Fprintf(stderr, "corral client: --addr %q is invalid: must be host:port\n", *addr)
+		return 2
+	}
+
+	req := &protocol.Request{Fields: map[string]json.RawMessage{}}
+	set := func(k string, v any) { req.Fields[k], _ = json.Marshal(v) }
+	switch cmd {
+	case "list":
+		req.Type = protocol.TypeListPipelines
+	case "inspect":
+		req.Type = protocol.TypeInspect
+	case "init":
+		req.Type = protocol.TypeInit
+		if *payload != "" {
+			if err := json.Unmarshal([]byte(*payload), &req.Fields); err != nil || req.Fields == nil {
+				fmt.Fprintf(stderr, "corral client init: --payload must be a JSON object\n")
+				return 2
+			}
+			break
+		}
+		cfg := protocol.InitConfig{VideoConfiguration: protocol.VideoConfiguration{VideoReference: *video}}
+		if *maxFPS > 0 {
+			cfg.VideoConfiguration.MaxFPS = maxFPS
+		}
+		cfg.SinkConfiguration.ResultsBufferSize = *buffer
+		if *consumption > 0 {
+			cfg.ConsumptionTimeout = consumption
+		}
+		b, _ := json.Marshal(cfg.Defaults())
+		_ = json.Unmarshal(b, &req.Fields)
+	case "status":
+		req.Type, req.PipelineID = protocol.TypeStatus, pos[0]
+	case "pause":
+		req.Type, req.PipelineID = protocol.TypeMute, pos[0]
+	case "resume":
+		req.Type, req.PipelineID = protocol.TypeResume, pos[0]
+	case "terminate":
+		req.Type, req.PipelineID = protocol.TypeTerminate, pos[0]
+	case "consume":
+		req.Type, req.PipelineID = protocol.TypeConsumeResult, pos[0]
+		fields := []string{}
+		if *exclude != "" {
+			fields = strings.Split(*exclude, ",")
+		}
+		set("excluded_fields", fields)
+	case "chaos":
+		req.Type, req.PipelineID = protocol.TypeChaos, pos[0]
+		set("fault", pos[1])
+		for _, kv := range pos[2:] {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok || k == "" {
+				fmt.Fprintf(stderr, "corral client chaos: parameter %q must be key=value\n", kv)
+				return 2
+			}
+			if f, err := strconv.ParseFloat(v, 64); err == nil {
+				set(k, f)
+			} else {
+				set(k, v)
+			}
+		}
+	}
+	c := &protocol.Client{Addr: *addr, Timeout: *timeout}
+	env, err := c.Do(context.Background(), req)
+	if err != nil {
+		fmt.Fprintf(stderr, "corral client %s: %v\n", cmd, err)
+		return 1
+	}
+	out, _ := json.MarshalIndent(env, "", "  ")
+	fmt.Fprintln(stdout, string(out))
+	if !env.Response.OK() {
+		return 1
+	}
+	return 0
+}
+
+// parseInterspersed parses flags that may come before or after positional
+// arguments, and returns the positional ones.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+func defaultAddr() string {
+	host, port := os.Getenv("STREAM_MANAGER_HOST"), os.Getenv("STREAM_MANAGER_PORT")
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	if port == "" {
+		port = "7070"
+	}
+	return net.JoinHostPort(host, port)
+}

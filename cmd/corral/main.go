@@ -1,0 +1,55 @@
+// Command corral is Corral's single binary: the reference stream manager
+// (serve), a protocol client (client), a short demo (demo) and the hidden
+// worker program that the manager starts once per pipeline.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/corral-dev/corral/manager/worker"
+)
+
+const usage = `corral — a stream manager that never hangs, and the tools to prove it
+
+Usage:
+  corral serve [flags]            run the reference stream manager (see corral serve --help)
+  corral client COMMAND [args]    send one protocol command and print the JSON answer
+  corral demo [flags]             start a manager, drive one pipeline through its life, stop
+  corral help                     this text
+
+Exit status: 0 success, 1 failure (a failure response, a run that did not finish
+cleanly), 2 usage or configuration error.
+`
+
+func main() {
+	// Workers (and the grandchildren the chaos fault spawns) are this same
+	// binary started with a mode in the environment.
+	if os.Getenv(worker.EnvMode) != "" {
+		os.Exit(worker.Main())
+	}
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "serve":
+		return serve(args[1:], stdout, stderr)
+	case "client":
+		return client(args[1:], stdout, stderr)
+	case "demo":
+		return demo(args[1:], stdout, stderr)
+	case "worker":
+		return worker.Main()
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "corral: unknown command %q\n\n%s", args[0], usage)
+	return 2
+}

@@ -1,0 +1,86 @@
+package manager
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/corral-dev/corral/manager/protocol"
+)
+
+// healthLoop probes one pipeline with status commands until it leaves the
+// table. Probes use the pipeline's own channel only, never the table lock
+// across I/O, and skip a round when a client command is in flight (that
+// command is itself a liveness check), so they never block clients or other
+// pipelines. The interval stretches up to 2x the base while healthy and
+// drops to half of it after a failure.
+func (m *Manager) healthLoop(p *pipeline) {
+	defer m.wg.Done()
+	base := m.cfg.HealthCheckInterval
+	interval := base
+	timer := time.NewTimer(interval)
+	defer timer.Stop()
+	for {
+		select {
+		case <-p.quit:
+			return
+		case <-m.ctx.Done():
+			return
+		case <-p.proc.Done():
+			return
+		case <-timer.C:
+		}
+		timeout := p.probeTimeout.Timeout()
+		start := time.Now()
+		cmd := protocol.WorkerCommand{RequestID: m.nextRequestID(), Type: protocol.TypeStatus}
+		r, err := p.ch.call(m.ctx, cmd, timeout, callOpts{try: true})
+		elapsed := time.Since(start)
+		switch {
+		case errors.Is(err, ErrBusy):
+			timer.Reset(interval)
+			continue
+		case errors.Is(err, errRefused), errors.Is(err, ErrWorkerGone), m.ctx.Err() != nil:
+			return // the stop sequence or the exit watcher owns it now
+		case err == nil && !r.OK():
+			err = fmt.Errorf("status answered %s: %s", r.ErrorType, r.ErrorMessage)
+		}
+
+		var before, after time.Duration
+		if err == nil {
+			before, after = p.probeTimeout.Observe(elapsed)
+			interval = min(interval*3/2, 2*base)
+		} else {
+			if errors.Is(err, ErrTimeout) {
+				m.timeouts.Add(1)
+				m.emit(CommandTimedOut{At: now(), PipelineID: p.id, Command: "probe", RequestID: cmd.RequestID, After: timeout})
+				before, after = p.probeTimeout.TimedOut()
+			}
+			interval = max(base/2, 10*time.Millisecond)
+		}
+		m.mu.Lock()
+		h := &p.health
+		h.LastProbe = time.Now()
+		if err == nil {
+			h.ConsecutiveFailures, h.LastError = 0, ""
+		} else {
+			h.ConsecutiveFailures++
+			h.LastError = err.Error()
+		}
+		h.Interval = interval
+		failures := h.ConsecutiveFailures
+		m.mu.Unlock()
+
+		if before != after {
+			m.emit(TimeoutChanged{At: now(), PipelineID: p.id, Command: "probe", Before: before, After: after})
+		}
+		m.emit(ProbeResult{At: now(), PipelineID: p.id, Duration: elapsed, Err: err,
+			TimedOut: errors.Is(err, ErrTimeout), ConsecutiveFailures: failures, NextInterval: interval})
+		if failures >= m.cfg.MaxHealthFailures {
+			if m.markRemoval(p, ExitUnhealthy) {
+				_ = m.stopPipeline(p, m.cfg.TerminationGracePeriod)
+			}
+			return
+		}
+		timer.Reset(interval)
+	}
+}

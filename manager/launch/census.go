@@ -1,0 +1,110 @@
+package launch
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// ProcInfo is one row of the process table, as read from /proc.
+type ProcInfo struct {
+	Pid, PPid, Pgid, Sid int
+	// State is the one-letter state from /proc/<pid>/stat: R, S, D, T, Z...
+	State string
+	// Comm is the executable name, as the kernel reports it (at most 15 bytes).
+	Comm string
+}
+
+// Zombie reports whether the process has exited but not been reaped.
+func (p ProcInfo) Zombie() bool { return p.State == "Z" || p.State == "X" }
+
+// Census lists every process whose environment holds MarkerEnv=marker,
+// whatever its parent: a launcher's workers and every descendant that
+// inherited their environment, including those that left the worker's
+// process group or session. Zombies are listed only while their
+// environment is still readable, which in practice means they are not:
+// use it to find live leaks, and GroupMembers or /proc/<pid> for zombies.
+func Census(marker string) ([]ProcInfo, error) {
+	want := []byte(MarkerEnv + "=" + marker)
+	return scanProc(func(pid int) bool {
+		return hasEnv(pid, want)
+	}, nil)
+}
+
+// GroupMembers lists every process in process group pgid, zombies included.
+func GroupMembers(pgid int) ([]ProcInfo, error) {
+	return scanProc(nil, func(p ProcInfo) bool { return p.Pgid == pgid })
+}
+
+// scanProc reads /proc once. pre filters by pid before stat is read (it is
+// the expensive environ check); post filters on the parsed stat line.
+// Processes that vanish during the scan are skipped, not errors.
+func scanProc(pre func(pid int) bool, post func(ProcInfo) bool) ([]ProcInfo, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, fmt.Errorf("launch: read /proc: %w", err)
+	}
+	var out []ProcInfo
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid <= 0 {
+			continue
+		}
+		if pre != nil && !pre(pid) {
+			continue
+		}
+		info, err := readStat(pid)
+		if err != nil {
+			continue
+		}
+		if post != nil && !post(info) {
+			continue
+		}
+		out = append(out, info)
+	}
+	return out, nil
+}
+
+// readStat parses /proc/<pid>/stat. comm sits in parentheses and may itself
+// hold spaces and parentheses, so fields are counted from the last ')'.
+func readStat(pid int) (ProcInfo, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return ProcInfo{}, err
+	}
+	open := bytes.IndexByte(b, '(')
+	closing := bytes.LastIndexByte(b, ')')
+	if open < 0 || closing < open {
+		return ProcInfo{}, fmt.Errorf("launch: malformed stat for pid %d", pid)
+	}
+	// After ") ": state ppid pgrp session ...
+	fields := strings.Fields(string(b[closing+1:]))
+	if len(fields) < 4 {
+		return ProcInfo{}, fmt.Errorf("launch: short stat for pid %d", pid)
+	}
+	info := ProcInfo{Pid: pid, State: fields[0], Comm: string(b[open+1 : closing])}
+	for i, dst := range []*int{&info.PPid, &info.Pgid, &info.Sid} {
+		if *dst, err = strconv.Atoi(fields[i+1]); err != nil {
+			return ProcInfo{}, fmt.Errorf("launch: stat for pid %d: %w", pid, err)
+		}
+	}
+	return info, nil
+}
+
+// hasEnv reports whether /proc/<pid>/environ holds the exact entry want
+// ("KEY=value"). It reads false for zombies (their environ is empty), for
+// processes that are gone and for those we may not inspect.
+func hasEnv(pid int, want []byte) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
+	if err != nil {
+		return false
+	}
+	for entry := range bytes.SplitSeq(b, []byte{0}) {
+		if bytes.Equal(entry, want) {
+			return true
+		}
+	}
+	return false
+}

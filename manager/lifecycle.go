@@ -1,0 +1,269 @@
+package manager
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/corral-dev/corral/manager/launch"
+	"github.com/corral-dev/corral/manager/protocol"
+)
+
+// newID returns a random UUID (version 4), the shape upstream ids have.
+func newID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
+}
+
+// spawn launches a worker and enters it in the table as idle. Its exit is
+// watched from now on.
+func (m *Manager) spawn(ctx context.Context) (*pipeline, error) {
+	id := newID()
+	proc, err := m.opts.Launcher.Launch(ctx, launch.Options{Name: id, Chaos: m.cfg.Chaos})
+	if err != nil {
+		return nil, err
+	}
+	p := &pipeline{
+		id: id, proc: proc, state: StateIdle, idle: true,
+		probeTimeout: newAdaptiveTimeout(m.cfg.ProbeTimeoutFloor, m.cfg.HealthCheckTimeout),
+		health:       healthRecord{Interval: m.cfg.HealthCheckInterval},
+		quit:         make(chan struct{}),
+	}
+	p.ch = newWorkerChan(proc.Conn(), proc.Done(), m.cfg.MaxFrameBytes, func(rid string, garbage bool) {
+		m.stale.Add(1)
+		m.emit(StaleResponse{At: now(), PipelineID: id, RequestID: rid, Garbage: garbage})
+	})
+	m.mu.Lock()
+	if m.closing {
+		m.mu.Unlock()
+		_ = proc.Kill()
+		m.watch(p) // reap it
+		return nil, ErrShuttingDown
+	}
+	m.table[id] = p
+	m.order[id] = m.seq.Add(1)
+	m.mu.Unlock()
+	m.emit(PipelineStateChanged{At: now(), PipelineID: id, To: StateIdle})
+	m.watch(p)
+	return p, nil
+}
+
+// watch reaps the worker: when it exits, its channel is closed and it
+// leaves the table at once, whoever stopped it.
+func (m *Manager) watch(p *pipeline) {
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		<-p.proc.Done()
+		_ = p.ch.conn.Close()
+		<-p.ch.readerDone
+		exit := p.proc.Exit()
+
+		m.mu.Lock()
+		requested, reason, killed, idle := p.removal, p.exitReason, p.killed, p.idle
+		if !requested {
+			reason = ExitEnded
+			if !exit.Clean() {
+				reason = ExitCrashed
+			}
+		}
+		m.mu.Unlock()
+		// Sweep anything the worker left in its group.
+		_ = p.proc.Kill()
+		if !requested {
+			m.setState(p, StateFailed)
+		}
+		// Out of the table before anyone hears of the exit, so observers
+		// of the event never find the dead entry.
+		m.remove(p)
+		m.emit(WorkerExited{At: now(), PipelineID: p.id, Pid: p.proc.Pid(), Code: exit.Code,
+			Signal: exit.Signal, Reason: reason, Killed: killed})
+		if idle && !requested {
+			m.kickPool()
+		}
+	}()
+}
+
+// remove takes p out of the table; its health record goes with it.
+func (m *Manager) remove(p *pipeline) {
+	m.mu.Lock()
+	if m.table[p.id] == p {
+		delete(m.table, p.id)
+		delete(m.order, p.id)
+	}
+	m.mu.Unlock()
+	p.leave()
+}
+
+// markRemoval marks p so no new command gets through; it reports false if
+// it was already marked.
+func (m *Manager) markRemoval(p *pipeline, reason string) bool {
+	m.mu.Lock()
+	already := p.removal
+	if !already {
+		p.removal, p.exitReason = true, reason
+	}
+	m.mu.Unlock()
+	p.ch.refuseNew()
+	return !already
+}
+
+// init takes a warm worker (or launches one), sends it the init payload and
+// answers with the new pipeline id, on failure too.
+func (m *Manager) init(ctx context.Context, req *protocol.Request) protocol.Response {
+	fail := func(id string, e *protocol.Error) protocol.Response {
+		r := protocol.Failure(e)
+		r.PipelineID = id
+		return r
+	}
+	if m.isClosing() {
+		return fail("", protocol.OperationError("The stream manager is shutting down; init refused."))
+	}
+	if err := m.admit(); err != nil {
+		return fail("", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.QueueTimeout)
+	defer cancel()
+	p := m.takeIdle()
+	if p == nil {
+		var err error
+		if p, err = m.spawn(ctx); err != nil {
+			return fail("", protocol.OperationError(fmt.Sprintf("Could not start a worker: %v.", err)))
+		}
+		m.mu.Lock()
+		p.idle = false
+		m.mu.Unlock()
+	}
+	m.setState(p, StateStarting)
+	start := time.Now()
+	r, err := p.ch.call(ctx, m.workerCommand(protocol.TypeInit, req), m.cfg.QueueTimeout, callOpts{})
+	if err != nil || !r.OK() {
+		// A failed init leaves no process behind.
+		m.markRemoval(p, ExitRequested)
+		m.stopPipeline(p, 0)
+		if err != nil {
+			return fail(p.id, m.callFailed(p, protocol.TypeInit, nil, m.cfg.QueueTimeout, err))
+		}
+		r.PipelineID = p.id
+		return r
+	}
+	m.commandTimeout(p, protocol.TypeInit).Observe(time.Since(start))
+	m.setState(p, StateRunning)
+	m.wg.Add(1)
+	go m.healthLoop(p)
+	r.PipelineID = p.id
+	return r
+}
+
+// takeIdle moves one warm worker out of the pool, or returns nil.
+func (m *Manager) takeIdle() *pipeline {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var pick *pipeline
+	for id, p := range m.table {
+		if p.idle && !p.removal && (pick == nil || m.order[id] < m.order[pick.id]) {
+			pick = p
+		}
+	}
+	if pick != nil {
+		pick.idle = false
+		m.order[pick.id] = m.seq.Add(1)
+		m.kickPoolLocked()
+	}
+	return pick
+}
+
+func (m *Manager) kickPool() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.kickPoolLocked()
+}
+
+func (m *Manager) kickPoolLocked() {
+	if m.cfg.PreloadedProcesses == 0 {
+		return
+	}
+	select {
+	case m.poolKick <- struct{}{}:
+	default:
+	}
+}
+
+// poolLoop keeps PreloadedProcesses idle workers ready.
+func (m *Manager) poolLoop() {
+	defer m.wg.Done()
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-m.poolKick:
+		}
+		for m.idleCount() < m.cfg.PreloadedProcesses && !m.isClosing() {
+			ctx, cancel := context.WithTimeout(m.ctx, m.cfg.QueueTimeout)
+			_, err := m.spawn(ctx)
+			cancel()
+			if err != nil {
+				if !errors.Is(err, ErrShuttingDown) {
+					m.emit(PipelineError{At: now(), Op: "preload", Err: err})
+				}
+				break // the next kick (an exit or a take) retries
+			}
+		}
+	}
+}
+
+func (m *Manager) idleCount() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for _, p := range m.table {
+		if p.idle && !p.removal {
+			n++
+		}
+	}
+	return n
+}
+
+func (m *Manager) isClosing() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.closing
+}
+
+// terminate stops a pipeline and answers once its worker has exited.
+func (m *Manager) terminate(ctx context.Context, id string) protocol.Response {
+	m.mu.Lock()
+	p, ok := m.table[id]
+	if ok && p.idle {
+		ok = false
+	}
+	m.mu.Unlock()
+	if !ok {
+		// Upstream answers an unknown id on terminate with invalid_payload.
+		return protocol.Failure(protocol.InvalidPayload(fmt.Sprintf("Could not find InferencePipeline with id=%s.", id)))
+	}
+	if !m.markRemoval(p, ExitRequested) {
+		return protocol.Failure(beingTerminated(id))
+	}
+	if err := m.stopPipeline(p, m.cfg.TerminationGracePeriod); err != nil {
+		return protocol.Failure(protocol.OperationError(fmt.Sprintf("Pipeline %s: %v.", id, err)))
+	}
+	return protocol.Success(nil)
+}
+
+// stopAsync stops p from a goroutine the manager owns.
+func (m *Manager) stopAsync(p *pipeline, reason string) {
+	if !m.markRemoval(p, reason) {
+		return
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		_ = m.stopPipeline(p, m.cfg.TerminationGracePeriod)
+	}()
+}

@@ -1,0 +1,54 @@
+// Package worker is the worker program: one small video-inference pipeline
+// (source -> model -> bounded result sink) driven by commands that arrive as
+// frames on its stdin and are answered on its stdout. The same loop runs in
+// an OS process (Main) and in goroutines (Run) for in-memory tests.
+package worker
+
+import (
+	"context"
+	"io"
+	"log/slog"
+)
+
+// Environment variables read by Main.
+const (
+	// EnvMode selects what Main runs: "worker" or "grandchild".
+	EnvMode = "CORRAL_WORKER_MODE"
+	// EnvChaos set to "1" lets the worker obey fault commands.
+	EnvChaos = "CORRAL_WORKER_CHAOS"
+)
+
+// Config wires one worker loop to its channel and its host.
+type Config struct {
+	// In carries WorkerCommand frames; EOF (the manager is gone) ends Run.
+	In io.Reader
+	// Out receives WorkerReply frames.
+	Out io.Writer
+	// Log is the worker's log (stderr for a process); nil discards.
+	Log *slog.Logger
+	// Chaos lets the worker obey fault commands.
+	Chaos bool
+	// Terminate delivers SIGTERM (or its in-memory equivalent); a worker
+	// told ignore_sigterm drops them.
+	Terminate <-chan struct{}
+	// Exit ends the host at once with the given status (os.Exit for a
+	// process); used by the crash fault. Nil makes Run return *ExitError.
+	Exit func(code int)
+	// SpawnGrandchild starts a process that escapes the worker's process
+	// group; nil makes the spawn_grandchild fault fail with an error reply.
+	SpawnGrandchild func() error
+}
+
+// ExitError is returned by Run when the worker ends with a status other than
+// 0 (a crash fault without Config.Exit, or a pipeline error).
+type ExitError struct{ Code int }
+
+func (e *ExitError) Error() string { return "worker: exit status " + itoa(e.Code) }
+
+// Run runs the worker loop until the channel closes, a terminate command or
+// signal is obeyed, the consumption timeout passes, or ctx is cancelled
+// (then it returns ctx.Err()). It returns nil for a clean end. A source that
+// reaches its end leaves the worker serving (state ENDED). On return Run has
+// stopped its pipeline and closed In and Out where they are io.Closers, as a
+// process exit would.
+func Run(ctx context.Context, cfg Config) error { return run(ctx, cfg) }

@@ -1,0 +1,155 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Modes of Main, selected by EnvMode.
+const (
+	ModeWorker     = "worker"
+	ModeGrandchild = "grandchild"
+)
+
+// grandchildWait bounds how long Main waits for its grandchildren after
+// closing their stdin: they exit at EOF, but Main must not hang on them.
+const grandchildWait = time.Second
+
+// Main is the entry point of a worker OS process (`corral worker`, and test
+// binaries that re-execute themselves). It returns the process exit status.
+func Main() int {
+	if os.Getenv(EnvMode) == ModeGrandchild {
+		return grandchildMain()
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("pid", os.Getpid())
+
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, syscall.SIGTERM)
+	terminate := make(chan struct{}, 1)
+	stopForward := make(chan struct{})
+	forwarded := make(chan struct{})
+	go func() {
+		defer close(forwarded)
+		for {
+			select {
+			case <-signals:
+				select {
+				case terminate <- struct{}{}:
+				default: // one pending signal is enough
+				}
+			case <-stopForward:
+				return
+			}
+		}
+	}()
+
+	spawner := &grandchildren{log: log}
+	err := Run(context.Background(), Config{
+		// Hiding Close keeps Run from waiting for a blocking read of
+		// stdin that Close cannot interrupt; the exit ends it.
+		In:              struct{ io.Reader }{os.Stdin},
+		Out:             os.Stdout,
+		Log:             log,
+		Chaos:           os.Getenv(EnvChaos) == "1",
+		Terminate:       terminate,
+		Exit:            os.Exit,
+		SpawnGrandchild: spawner.spawn,
+	})
+	signal.Stop(signals)
+	close(stopForward)
+	<-forwarded
+	spawner.release()
+
+	var exit *ExitError
+	switch {
+	case err == nil:
+		log.Info("worker exiting")
+		return 0
+	case errors.As(err, &exit):
+		log.Error("worker exiting", "exit_code", exit.Code)
+		return exit.Code
+	default:
+		log.Error("worker failed", "err", err)
+		return 1
+	}
+}
+
+// grandchildMain blocks until stdin reaches EOF. Its parent worker holds the
+// write end, so the grandchild outlives the worker only briefly, unless the
+// worker is killed along with a process group it has escaped: exactly the
+// leak the manager must find.
+func grandchildMain() int {
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	return 0
+}
+
+// grandchildren starts and tracks the spawn_grandchild processes of a worker
+// process.
+type grandchildren struct {
+	log     *slog.Logger
+	mu      sync.Mutex
+	writers []*os.File // write ends of the grandchildren's stdin
+	wg      sync.WaitGroup
+}
+
+// spawn starts a grandchild in its own session, outside the worker's process
+// group, with stdin a pipe the worker keeps open for its life. Stdout and
+// stderr are not inherited: a grandchild holding the worker's stdout would
+// keep the manager from ever seeing EOF.
+func (g *grandchildren) spawn() error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), EnvMode+"="+ModeGrandchild)
+	cmd.Stdin = r
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	err = cmd.Start()
+	r.Close()
+	if err != nil {
+		w.Close()
+		return fmt.Errorf("start grandchild: %w", err)
+	}
+	g.log.Warn("spawned grandchild (chaos spawn_grandchild)", "grandchild_pid", cmd.Process.Pid)
+	g.mu.Lock()
+	g.writers = append(g.writers, w)
+	g.mu.Unlock()
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		_ = cmd.Wait()
+	}()
+	return nil
+}
+
+// release closes the grandchildren's stdin and waits, boundedly, for them to
+// exit, so a clean worker exit leaves nothing behind.
+func (g *grandchildren) release() {
+	g.mu.Lock()
+	for _, w := range g.writers {
+		w.Close()
+	}
+	g.writers = nil
+	g.mu.Unlock()
+	done := make(chan struct{})
+	go func() { g.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(grandchildWait):
+		g.log.Warn("grandchildren still running after their stdin closed")
+	}
+}

@@ -1,0 +1,298 @@
+package worker
+
+import (
+	"bytes"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/corral-dev/corral/manager/protocol"
+)
+
+func TestSyntheticPipelineReportsLiveValues(t *testing.T) {
+	h := start(t, options{})
+	h.ok(protocol.TypeInit, initRequest("synthetic://64x48?fps=200", nil, nil))
+
+	var report map[string]any
+	h.poll("latency reports", func() bool {
+		report = h.report()
+		return len(report["latency_reports"].([]any)) > 0
+	})
+	for _, key := range []string{"video_source_status_updates", "latency_reports", "inference_throughput", "sources_metadata"} {
+		if _, ok := report[key]; !ok {
+			t.Errorf("report has no %q", key)
+		}
+	}
+	latency := report["latency_reports"].([]any)[0].(map[string]any)
+	if latency["source_id"] != 0.0 {
+		t.Errorf("latency source_id = %v, want 0", latency["source_id"])
+	}
+	for _, key := range []string{"frame_decoding_latency", "inference_latency", "e2e_latency"} {
+		if v, ok := latency[key].(float64); !ok || v <= 0 || v > 5 {
+			t.Errorf("%s = %v, want a measured number of seconds", key, latency[key])
+		}
+	}
+	if tp, _ := report["inference_throughput"].(float64); tp <= 0 {
+		t.Errorf("inference_throughput = %v, want > 0", report["inference_throughput"])
+	}
+
+	src := sourceOf(t, report)
+	props := src["source_properties"].(map[string]any)
+	wantProps := map[string]any{"width": 64.0, "height": 48.0, "total_frames": -1.0, "is_file": false, "fps": 200.0}
+	for k, want := range wantProps {
+		if props[k] != want {
+			t.Errorf("source_properties[%s] = %v, want %v", k, props[k], want)
+		}
+	}
+	wantSource := map[string]any{
+		"source_reference": "synthetic://64x48?fps=200", "buffer_size": 64.0, "state": stateRunning,
+		"buffer_filling_strategy": "DROP_OLDEST", "buffer_consumption_strategy": "EAGER", "source_id": 0.0,
+	}
+	for k, want := range wantSource {
+		if src[k] != want {
+			t.Errorf("sources_metadata[0][%s] = %v, want %v", k, src[k], want)
+		}
+	}
+
+	events := report["video_source_status_updates"].([]any)
+	if !slices.Contains(eventTypes(report), "INFERENCE_THREAD_STARTED") {
+		t.Errorf("events %v lack INFERENCE_THREAD_STARTED", eventTypes(report))
+	}
+	for _, e := range events {
+		e := e.(map[string]any)
+		if _, err := time.Parse(time.RFC3339Nano, e["timestamp"].(string)); err != nil {
+			t.Errorf("event timestamp: %v", err)
+		}
+		if sev := e["severity"].(float64); sev != 10 && sev != 20 && sev != 30 && sev != 40 {
+			t.Errorf("event severity %v", sev)
+		}
+		if _, ok := e["payload"].(map[string]any); !ok {
+			t.Errorf("event payload %v is not an object", e["payload"])
+		}
+		if c := e["context"]; c != contextSource && c != contextPipeline {
+			t.Errorf("event context %v", c)
+		}
+	}
+}
+
+func TestConsumeReturnsOneEntry(t *testing.T) {
+	h := start(t, options{})
+	h.ok(protocol.TypeInit, initRequest("synthetic://32x16?fps=200", nil, nil))
+	var entries []map[string]any
+	h.poll("two results", func() bool {
+		fields := h.ok(protocol.TypeConsumeResult, map[string]any{"excluded_fields": []string{}})
+		outputs, meta := fields["outputs"].([]any), fields["frames_metadata"].([]any)
+		if len(outputs) != len(meta) || len(outputs) > 1 {
+			t.Fatalf("consume returned %d outputs and %d metadata, want one of each or none", len(outputs), len(meta))
+		}
+		if len(outputs) == 1 {
+			entry := outputs[0].(map[string]any)
+			entry["meta"] = meta[0]
+			entries = append(entries, entry)
+		}
+		return len(entries) == 2
+	})
+	out := entries[1]
+	if out["width"] != 32.0 || out["height"] != 16.0 {
+		t.Errorf("size = %vx%v, want 32x16", out["width"], out["height"])
+	}
+	if b := out["brightness"].(float64); b <= 0 || b >= 255 {
+		t.Errorf("brightness = %v", b)
+	}
+	if c := out["contrast"].(float64); c <= 0 {
+		t.Errorf("contrast = %v, want > 0 for the pattern", c)
+	}
+	if m, f := out["motion"].(float64), out["motion_fraction"].(float64); m <= 0 || f <= 0 || f > 1 {
+		t.Errorf("motion = %v, motion_fraction = %v, want moving pattern", m, f)
+	}
+	meta := out["meta"].(map[string]any)
+	if _, err := time.Parse(time.RFC3339Nano, meta["frame_timestamp"].(string)); err != nil {
+		t.Errorf("frame_timestamp: %v", err)
+	}
+	first := entries[0]["meta"].(map[string]any)["frame_id"].(float64)
+	if id := meta["frame_id"].(float64); id <= first {
+		t.Errorf("frame ids %v then %v, want increasing", first, id)
+	}
+	if meta["source_id"] != 0.0 {
+		t.Errorf("source_id = %v, want 0", meta["source_id"])
+	}
+}
+
+func TestConsumeEmptyBufferAnswersEmptyLists(t *testing.T) {
+	h := start(t, options{})
+	// At 1 fps the first frame is a second away.
+	h.ok(protocol.TypeInit, initRequest("synthetic://8x8?fps=1", nil, nil))
+	_, body := h.reply(h.send(protocol.TypeConsumeResult, nil))
+	for _, want := range []string{`"outputs":[]`, `"frames_metadata":[]`, `"status":"success"`} {
+		if !bytes.Contains(body, []byte(want)) {
+			t.Errorf("reply %s lacks %s", body, want)
+		}
+	}
+}
+
+func TestConsumeExcludedFields(t *testing.T) {
+	h := start(t, options{})
+	h.ok(protocol.TypeInit, initRequest("synthetic://8x8?fps=200", nil, nil))
+	var out map[string]any
+	h.poll("a result", func() bool {
+		fields := h.ok(protocol.TypeConsumeResult, map[string]any{"excluded_fields": []string{"motion", "width"}})
+		if outputs := fields["outputs"].([]any); len(outputs) > 0 {
+			out = outputs[0].(map[string]any)
+		}
+		return out != nil
+	})
+	for _, gone := range []string{"motion", "width"} {
+		if _, ok := out[gone]; ok {
+			t.Errorf("excluded field %q still in output %v", gone, out)
+		}
+	}
+	for _, kept := range []string{"brightness", "contrast", "motion_fraction", "height"} {
+		if _, ok := out[kept]; !ok {
+			t.Errorf("field %q missing from output %v", kept, out)
+		}
+	}
+	h.failure(protocol.TypeConsumeResult, map[string]any{"excluded_fields": "motion"}, protocol.ErrTypeInvalidPayload)
+}
+
+func TestY4MFileEnds(t *testing.T) {
+	path := writeY4M(t, 32, 24, 10, 100)
+	h := start(t, options{})
+	h.ok(protocol.TypeInit, initRequest(path, nil, map[string]any{
+		"sink_configuration": map[string]any{"results_buffer_size": 16},
+	}))
+	h.poll("end of inference", func() bool { return h.hasEvent("INFERENCE_THREAD_FINISHED") })
+
+	report := h.report()
+	src := sourceOf(t, report)
+	props := src["source_properties"].(map[string]any)
+	if props["is_file"] != true || props["total_frames"] != 10.0 || props["fps"] != 100.0 ||
+		props["width"] != 32.0 || props["height"] != 24.0 {
+		t.Errorf("source_properties = %v", props)
+	}
+	if src["state"] != stateEnded {
+		t.Errorf("state = %v, want ENDED", src["state"])
+	}
+	if !slices.Contains(eventTypes(report), "VIDEO_CONSUMPTION_FINISHED") {
+		t.Errorf("events %v lack VIDEO_CONSUMPTION_FINISHED", eventTypes(report))
+	}
+	if got, want := h.consumeAll(), []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}; !slices.Equal(got, want) {
+		t.Errorf("consumed frames %v, want %v", got, want)
+	}
+	// An ended pipeline keeps answering.
+	h.ok(protocol.TypeMute, nil)
+	if state := sourceOf(t, h.report())["state"]; state != stateEnded {
+		t.Errorf("state after mute = %v, want ENDED", state)
+	}
+}
+
+func TestFillingStrategies(t *testing.T) {
+	tests := []struct {
+		strategy string
+		want     []int
+	}{
+		{protocol.FillDropOldest, []int{8, 9, 10}},
+		{protocol.FillAdaptiveDropOldest, []int{8, 9, 10}},
+		{protocol.FillDropLatest, []int{1, 2, 3}},
+		{protocol.FillAdaptiveDropLatest, []int{1, 2, 3}},
+	}
+	path := writeY4M(t, 16, 16, 10, 500)
+	for _, tt := range tests {
+		t.Run(tt.strategy, func(t *testing.T) {
+			h := start(t, options{})
+			h.ok(protocol.TypeInit, initRequest(path,
+				map[string]any{"source_buffer_filling_strategy": tt.strategy},
+				map[string]any{"sink_configuration": map[string]any{"results_buffer_size": 3}}))
+			h.poll("end of inference", func() bool { return h.hasEvent("INFERENCE_THREAD_FINISHED") })
+			if got := h.consumeAll(); !slices.Equal(got, tt.want) {
+				t.Errorf("kept frames %v, want %v", got, tt.want)
+			}
+			if got := sourceOf(t, h.report())["buffer_filling_strategy"]; got != tt.strategy {
+				t.Errorf("buffer_filling_strategy = %v", got)
+			}
+		})
+	}
+	t.Run(protocol.FillWait, func(t *testing.T) {
+		h := start(t, options{})
+		h.ok(protocol.TypeInit, initRequest(path,
+			map[string]any{"source_buffer_filling_strategy": protocol.FillWait},
+			map[string]any{"sink_configuration": map[string]any{"results_buffer_size": 3}}))
+		var got []int
+		h.poll("every frame", func() bool {
+			got = append(got, h.consumeAll()...)
+			return len(got) >= 10
+		})
+		if want := []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}; !slices.Equal(got, want) {
+			t.Errorf("WAIT delivered %v, want every frame %v", got, want)
+		}
+		h.poll("end of inference", func() bool { return h.hasEvent("INFERENCE_THREAD_FINISHED") })
+	})
+}
+
+func TestWaitStrategyBlocksUntilConsumed(t *testing.T) {
+	path := writeY4M(t, 8, 8, 10, 500)
+	h := start(t, options{})
+	h.ok(protocol.TypeInit, initRequest(path,
+		map[string]any{"source_buffer_filling_strategy": protocol.FillWait},
+		map[string]any{"sink_configuration": map[string]any{"results_buffer_size": 2}}))
+	// The file is read to its end while the sink waits, but inference
+	// cannot finish before results are consumed.
+	h.poll("end of the file", func() bool { return sourceOf(t, h.report())["state"] == stateEnded })
+	if h.hasEvent("INFERENCE_THREAD_FINISHED") {
+		t.Fatal("inference finished although the full buffer was never consumed")
+	}
+}
+
+func TestMuteAndResume(t *testing.T) {
+	h := start(t, options{})
+	h.ok(protocol.TypeInit, initRequest("synthetic://8x8?fps=200", nil, nil))
+	h.ok(protocol.TypeMute, nil)
+	if state := sourceOf(t, h.report())["state"]; state != stateMuted {
+		t.Fatalf("state after mute = %v, want MUTED", state)
+	}
+	// Frames produced just before mute may still be on their way; once
+	// the buffer stays empty for a while, nothing new is produced.
+	var last int
+	quiet := 0
+	h.poll("the muted pipeline to go quiet", func() bool {
+		ids := h.consumeAll()
+		if len(ids) > 0 {
+			last, quiet = ids[len(ids)-1], 0
+		} else {
+			quiet++
+		}
+		return quiet >= 20
+	})
+	h.ok(protocol.TypeResume, nil)
+	if state := sourceOf(t, h.report())["state"]; state != stateRunning {
+		t.Fatalf("state after resume = %v, want RUNNING", state)
+	}
+	h.poll("a frame after resume", func() bool {
+		ids := h.consumeAll()
+		return len(ids) > 0 && ids[0] > last
+	})
+	kinds := eventTypes(h.report())
+	if n := len(slices.DeleteFunc(kinds, func(k string) bool { return k != "SOURCE_STATE_UPDATE" })); n < 4 {
+		t.Errorf("want state updates for start, mute and resume, got %d", n)
+	}
+}
+
+func TestConsumptionTimeoutEndsRun(t *testing.T) {
+	h := start(t, options{})
+	h.ok(protocol.TypeInit, initRequest("synthetic://8x8?fps=50", nil, map[string]any{"consumption_timeout": 0.2}))
+	if err := h.wait(); err != nil {
+		t.Fatalf("Run = %v, want nil after the consumption timeout", err)
+	}
+	h.expectEOF()
+}
+
+func TestCostSlowsInference(t *testing.T) {
+	h := start(t, options{})
+	h.ok(protocol.TypeInit, initRequest("synthetic://8x8?fps=100", nil, map[string]any{
+		"processing_configuration": map[string]any{"workflows_parameters": map[string]any{"cost_ms": 20}},
+	}))
+	h.poll("latency reports", func() bool { return len(h.report()["latency_reports"].([]any)) > 0 })
+	latency := h.report()["latency_reports"].([]any)[0].(map[string]any)
+	if v := latency["inference_latency"].(float64); v < 0.019 {
+		t.Errorf("inference_latency = %v, want at least the 20 ms cost", v)
+	}
+}
