@@ -225,6 +225,9 @@ func (p *Processes) start(opts Options) (*process, error) {
 	}
 	cmd := exec.Command(p.command[0], p.command[1:]...)
 	cmd.Env = append(slices.Clone(p.env), MarkerEnv+"="+p.marker)
+	if opts.Name != "" {
+		cmd.Env = append(cmd.Env, worker.EnvPipelineID+"="+opts.Name)
+	}
 	if opts.Chaos {
 		cmd.Env = append(cmd.Env, worker.EnvChaos+"=1")
 	}
@@ -264,7 +267,7 @@ func (p *Processes) start(opts Options) (*process, error) {
 func workerBaseEnv(extra []string) []string {
 	owned := func(kv string) bool {
 		k, _, _ := strings.Cut(kv, "=")
-		return k == worker.EnvMode || k == worker.EnvChaos || k == MarkerEnv
+		return k == worker.EnvMode || k == worker.EnvChaos || k == worker.EnvPipelineID || k == MarkerEnv
 	}
 	env := slices.DeleteFunc(append(os.Environ(), extra...), owned)
 	return append(env, worker.EnvMode+"="+worker.ModeWorker)

@@ -16,6 +16,9 @@ const (
 	EnvMode = "CORRAL_WORKER_MODE"
 	// EnvChaos set to "1" lets the worker obey fault commands.
 	EnvChaos = "CORRAL_WORKER_CHAOS"
+	// EnvPipelineID names the pipeline (or warm-pool slot) the worker
+	// serves; the manager keeps the id when a warm worker is taken.
+	EnvPipelineID = "CORRAL_PIPELINE_ID"
 )
 
 // Config wires one worker loop to its channel and its host.
