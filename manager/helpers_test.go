@@ -58,7 +58,7 @@ func (r *recorder) hook(e manager.Event) {
 }
 
 // waitFor returns the first event matching pred, waiting up to `wait`.
-func (r *recorder) waitFor(t *testing.T, what string, pred func(manager.Event) bool) manager.Event {
+func (r *recorder) waitFor(t testing.TB, what string, pred func(manager.Event) bool) manager.Event {
 	t.Helper()
 	deadline := time.After(wait)
 	seen := 0
@@ -96,7 +96,7 @@ type rig struct {
 
 // start runs a manager and its server on a free loopback port; cleanup
 // shuts both down.
-func start(t *testing.T, cfg manager.Config, l launch.Launcher, opts ...func(*manager.Options)) *rig {
+func start(t testing.TB, cfg manager.Config, l launch.Launcher, opts ...func(*manager.Options)) *rig {
 	t.Helper()
 	ev := newRecorder()
 	o := manager.Options{Launcher: l, Hook: ev.hook}
@@ -126,9 +126,9 @@ func start(t *testing.T, cfg manager.Config, l launch.Launcher, opts ...func(*ma
 	return &rig{m: m, ev: ev, srv: srv, c: &protocol.Client{Addr: ln.Addr().String(), Timeout: wait}}
 }
 
-func memory(t *testing.T) launch.Launcher { return launch.NewMemory(launch.MemoryConfig{}) }
+func memory(t testing.TB) launch.Launcher { return launch.NewMemory(launch.MemoryConfig{}) }
 
-func processes(t *testing.T) *launch.Processes {
+func processes(t testing.TB) *launch.Processes {
 	t.Helper()
 	// Race-enabled workers would otherwise sleep a second on exit.
 	l, err := launch.NewProcesses(launch.ProcessConfig{Command: []string{os.Args[0]}, Env: []string{"GORACE=atexit_sleep_ms=0"}, Subreaper: true})
@@ -142,7 +142,7 @@ func synthetic() protocol.InitConfig {
 	return protocol.InitConfig{VideoConfiguration: protocol.VideoConfiguration{VideoReference: "synthetic://64x48?fps=50"}}
 }
 
-func mustInit(t *testing.T, r *rig) string {
+func mustInit(t testing.TB, r *rig) string {
 	t.Helper()
 	id, err := r.c.Init(t.Context(), synthetic())
 	if err != nil {
@@ -155,7 +155,7 @@ func isType(err error, typ string) bool {
 	return errors.Is(err, &protocol.Error{Type: typ})
 }
 
-func pidOf(t *testing.T, r *rig, id string) int {
+func pidOf(t testing.TB, r *rig, id string) int {
 	t.Helper()
 	for _, p := range r.m.Snapshot().Pipelines {
 		if p.PipelineID == id {
