@@ -86,11 +86,8 @@ func (s *Server) Serve(ln net.Listener) error {
 			if closed {
 				return ErrServerClosed
 			}
-			if isTimeout(err) || errors.Is(err, errTemporary) {
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				time.Sleep(backoff) // accept-error backoff, as net/http does
-				continue
-			}
+			// Transient accept errors (EMFILE, ECONNABORTED) back off as
+			// net/http does; the listener keeps serving.
 			var ne net.Error
 			if errors.As(err, &ne) {
 				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
@@ -112,8 +109,6 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 	}
 }
-
-var errTemporary = errors.New("temporary")
 
 func (s *Server) track(c net.Conn) bool {
 	s.mu.Lock()
