@@ -1,10 +1,9 @@
-// Package chaos is the harness's nemesis: faults at the process, worker,
-// client and manager level, each with an inject and a heal, and seeded
-// weighted schedules (with "swarm" selection of the enabled faults).
 package chaos
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/corral-dev/corral/manager/protocol"
@@ -59,4 +58,49 @@ type Fault interface {
 	// NeedsPipeline reports whether Spec.PipelineID must be set.
 	NeedsPipeline() bool
 	Inject(ctx context.Context, t Target, s Spec) (Injection, error)
+}
+
+// Lasting is implemented by catalogue faults that last until healed.
+// DefaultFor is how long they last when Spec.For is 0; PlanFaults uses it to
+// fill Planned.For. It is a separate interface, not a Fault method, so that
+// fakes implementing Fault keep compiling.
+type Lasting interface {
+	DefaultFor() time.Duration
+}
+
+// Sentinel errors, matched with errors.Is. Messages name the fault and the
+// pipeline, e.g. "chaos: crash: pipeline p1 not found in inspect".
+var (
+	ErrUnknownFault     = errors.New("chaos: unknown fault")
+	ErrNoPipeline       = errors.New("chaos: fault needs a pipeline")
+	ErrPipelineNotFound = errors.New("chaos: pipeline not found")
+	ErrNoClient         = errors.New("chaos: target has no client")
+	ErrNoManagerPid     = errors.New("chaos: manager pid unknown")
+	ErrNotLoopback      = errors.New("chaos: target is not a loopback address")
+	ErrUnsafeSignal     = errors.New("chaos: refusing to signal this process")
+	ErrBadParam         = errors.New("chaos: bad parameter")
+)
+
+// faultError carries a readable message while matching its sentinel (and
+// its cause, if any) with errors.Is.
+type faultError struct {
+	msg   string
+	kinds []error
+}
+
+func (e *faultError) Error() string   { return e.msg }
+func (e *faultError) Unwrap() []error { return e.kinds }
+
+// errorf builds "chaos: <fault>: <message>" matching kind and cause.
+func errorf(fault string, kind, cause error, format string, args ...any) error {
+	msg := "chaos: " + fault + ": " + fmt.Sprintf(format, args...)
+	var kinds []error
+	if kind != nil {
+		kinds = append(kinds, kind)
+	}
+	if cause != nil {
+		msg += ": " + cause.Error()
+		kinds = append(kinds, cause)
+	}
+	return &faultError{msg: msg, kinds: kinds}
 }

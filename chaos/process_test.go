@@ -1,0 +1,129 @@
+package chaos_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/corral-dev/corral/chaos"
+)
+
+func mustLookup(t *testing.T, name string) chaos.Fault {
+	t.Helper()
+	f, ok := chaos.Lookup(name)
+	if !ok {
+		t.Fatalf("fault %s not in the catalogue", name)
+	}
+	return f
+}
+
+func heal(t *testing.T, in chaos.Injection) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), wait)
+	defer cancel()
+	for range 2 { // Heal is idempotent
+		if err := in.Heal(ctx); err != nil {
+			t.Fatalf("heal: %v", err)
+		}
+	}
+}
+
+func TestCrashKillsTheWorkerGroup(t *testing.T) {
+	r := start(t, testConfig())
+	id := r.init(t)
+	pid := r.pid(t, id)
+	in, err := mustLookup(t, chaos.FaultCrash).Inject(t.Context(), chaos.Target{Client: r.c}, chaos.Spec{Fault: chaos.FaultCrash, PipelineID: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	obs := in.Observed()
+	if obs["pid"] != pid || obs["pgid"] != pid || obs["signal"] != "SIGKILL" || obs["scope"] != "group" || obs["source"] != "inspect" {
+		t.Fatalf("observed = %v, want pid=pgid=%d SIGKILL to the group from inspect", obs, pid)
+	}
+	eventually(t, "worker gone after crash", func() bool { return procState(pid) == "" })
+	heal(t, in)
+}
+
+func TestHangProcessStopsAndHealResumes(t *testing.T) {
+	r := start(t, testConfig())
+	id := r.init(t)
+	pid := r.pid(t, id)
+	in, err := mustLookup(t, chaos.FaultHangProcess).Inject(t.Context(), chaos.Target{Client: r.c}, chaos.Spec{PipelineID: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := in.Observed()["for_seconds"]; got != 3.0 {
+		t.Errorf("for_seconds = %v, want the 3 s default", got)
+	}
+	eventually(t, "worker stopped", func() bool { return procState(pid) == "T" })
+	heal(t, in)
+	eventually(t, "worker resumed", func() bool { s := procState(pid); return s != "T" && s != "" })
+	if _, err := r.c.Status(t.Context(), id); err != nil {
+		t.Fatalf("status after heal: %v", err)
+	}
+}
+
+func TestProcessFaultFallsBackToProc(t *testing.T) {
+	// A foreign server without inspect: the worker is found among the
+	// manager's children (this process is the manager here).
+	r := start(t, testConfig(), rejectInspect)
+	id := r.init(t)
+	pid := r.pid(t, id)
+	target := chaos.Target{Client: r.c, ManagerPid: os.Getpid()}
+	in, err := mustLookup(t, chaos.FaultHangProcess).Inject(t.Context(), target, chaos.Spec{PipelineID: id, Params: map[string]any{"index": childIndex(t, pid)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer heal(t, in)
+	if obs := in.Observed(); obs["source"] != "proc" || obs["pid"] != pid {
+		t.Fatalf("observed = %v, want pid %d from /proc", obs, pid)
+	}
+	eventually(t, "worker stopped", func() bool { return procState(pid) == "T" })
+}
+
+func TestSharedGroupSignalsThePidOnly(t *testing.T) {
+	// A child in this process's own group stands for a foreign server's
+	// worker sharing the manager's group: signalling the group would kill
+	// the harness.
+	cmd := exec.CommandContext(t.Context(), "sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Skipf("no sleep: %v", err)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	pid := cmd.Process.Pid
+	target := chaos.Target{ManagerPid: os.Getpid()} // no client: /proc only
+	in, err := mustLookup(t, chaos.FaultCrash).Inject(t.Context(), target, chaos.Spec{PipelineID: "p1", Params: map[string]any{"index": childIndex(t, pid)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if obs := in.Observed(); obs["pid"] != pid || obs["scope"] != "process" || obs["source"] != "proc" {
+		t.Fatalf("observed = %v, want pid %d signalled alone", obs, pid)
+	}
+	select {
+	case err := <-waited:
+		if err == nil || !strings.Contains(err.Error(), "killed") {
+			t.Fatalf("sleep ended with %v, want killed", err)
+		}
+	case <-time.After(wait):
+		t.Fatal("sleep not killed")
+	}
+}
+
+func TestProcessFaultErrors(t *testing.T) {
+	r := start(t, testConfig())
+	crash := mustLookup(t, chaos.FaultCrash)
+	_, err := crash.Inject(t.Context(), chaos.Target{Client: r.c}, chaos.Spec{PipelineID: "nope"})
+	if !isErr(err, chaos.ErrPipelineNotFound) || !strings.Contains(err.Error(), "chaos: crash: pipeline nope not found in inspect") {
+		t.Errorf("unknown pipeline: err = %v", err)
+	}
+	if _, err := crash.Inject(t.Context(), chaos.Target{Client: r.c}, chaos.Spec{}); !isErr(err, chaos.ErrNoPipeline) {
+		t.Errorf("no pipeline: err = %v, want ErrNoPipeline", err)
+	}
+	if _, err := crash.Inject(t.Context(), chaos.Target{}, chaos.Spec{PipelineID: "p"}); !isErr(err, chaos.ErrNoClient) {
+		t.Errorf("no client: err = %v, want ErrNoClient", err)
+	}
+}
