@@ -29,6 +29,11 @@ func serveFlags(args []string, stdout, stderr io.Writer) (manager.Config, slog.L
 	}
 	fs := flag.NewFlagSet("corral serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	for _, a := range args {
+		if a == "-h" || a == "-help" || a == "--help" {
+			fs.SetOutput(stdout) // asked-for help is output, not an error
+		}
+	}
 	cfg.BindFlags(fs)
 	level := slog.LevelInfo
 	fs.TextVar(&level, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
