@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -130,7 +129,7 @@ func client(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	c := &protocol.Client{Addr: *addr, Timeout: *timeout}
-	env, err := c.Do(context.Background(), req)
+	env, err := clientDo(c, req, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "corral client %s: %v\n", cmd, err)
 		return 1

@@ -27,7 +27,7 @@ func main() {
 	// Workers (and the grandchildren the chaos fault spawns) are this same
 	// binary started with a mode in the environment.
 	if os.Getenv(worker.EnvMode) != "" {
-		os.Exit(worker.Main())
+		os.Exit(workerMain())
 	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
@@ -45,7 +45,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "demo":
 		return demo(args[1:], stdout, stderr)
 	case "worker":
-		return worker.Main()
+		return workerMain()
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -16,16 +16,17 @@ import (
 
 	"github.com/corral-dev/corral/manager"
 	"github.com/corral-dev/corral/manager/launch"
+	corralotel "github.com/corral-dev/corral/otel"
 )
 
 // serveFlags parses serve's configuration: environment first, then flags.
 // It returns a non-nil exit code when the command must stop.
-func serveFlags(args []string, stdout, stderr io.Writer) (manager.Config, slog.Level, int) {
+func serveFlags(args []string, stdout, stderr io.Writer) (manager.Config, slog.Level, *telemetryFlags, int) {
 	cfg := manager.DefaultConfig()
 	defaults := cfg
 	if err := cfg.FromEnv(os.LookupEnv); err != nil {
 		fmt.Fprintf(stderr, "corral serve: %v\n", err)
-		return cfg, 0, 2
+		return cfg, 0, nil, 2
 	}
 	fs := flag.NewFlagSet("corral serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -35,6 +36,7 @@ func serveFlags(args []string, stdout, stderr io.Writer) (manager.Config, slog.L
 		}
 	}
 	cfg.BindFlags(fs)
+	tel := bindTelemetryFlags(fs)
 	level := slog.LevelInfo
 	fs.TextVar(&level, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
 	fs.Usage = func() {
@@ -44,27 +46,32 @@ func serveFlags(args []string, stdout, stderr io.Writer) (manager.Config, slog.L
 			fmt.Fprintf(&b, "  --%s (env %s, default %s)\n      %s\n", s.Flag, s.Env, s.Default(defaults), s.Usage)
 		}
 		fmt.Fprintf(&b, "  --log-level (default info)\n      log level: debug, info, warn, error\n")
+		b.WriteString(telemetryUsage)
 		fmt.Fprint(fs.Output(), b.String())
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return cfg, level, 0
+			return cfg, level, tel, 0
 		}
-		return cfg, level, 2
+		return cfg, level, tel, 2
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "corral serve: unexpected argument %q\n", fs.Arg(0))
-		return cfg, level, 2
+		return cfg, level, tel, 2
 	}
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintf(stderr, "corral serve: %v\n", err)
-		return cfg, level, 2
+		return cfg, level, tel, 2
 	}
-	return cfg, level, -1
+	if err := tel.validate(); err != nil {
+		fmt.Fprintf(stderr, "corral serve: %v\n", err)
+		return cfg, level, tel, 2
+	}
+	return cfg, level, tel, -1
 }
 
 func serve(args []string, stdout, stderr io.Writer) int {
-	cfg, level, code := serveFlags(args, stdout, stderr)
+	cfg, level, telFlags, code := serveFlags(args, stdout, stderr)
 	if code >= 0 {
 		return code
 	}
@@ -74,7 +81,15 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
 
-	launcher, err := launch.NewProcesses(launch.ProcessConfig{Subreaper: true, Stderr: os.Stderr, Log: log})
+	tel, err := startTelemetry(context.Background(), telFlags, log, stdout)
+	if err != nil {
+		fmt.Fprintf(stderr, "corral serve: %v\n", err)
+		return 1
+	}
+	defer tel.close() // runs after the manager's shutdown: its last spans are flushed
+
+	launcher, err := launch.NewProcesses(launch.ProcessConfig{Subreaper: true, Stderr: os.Stderr, Log: log,
+		Env: telFlags.workerEnv()})
 	if err != nil {
 		fmt.Fprintf(stderr, "corral serve: %v\n", err)
 		return 1
@@ -85,14 +100,16 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "corral serve: %v\n", err)
 		return 1
 	}
-	m, err := manager.New(cfg, manager.Options{Launcher: launcher, Hook: manager.LogEvents(log), Log: log})
+	m, err := manager.New(cfg, manager.Options{Launcher: launcher, Log: log,
+		Hook: manager.Hooks(manager.LogEvents(log), corralotel.EventHook())})
 	if err != nil {
 		_ = ln.Close()
 		_ = launcher.Close()
 		fmt.Fprintf(stderr, "corral serve: %v\n", err)
 		return 2
 	}
-	srv := manager.NewServer(manager.Chain(m, manager.Recover(log), manager.LogRequests(log)), cfg, log)
+	tel.watch(m)
+	srv := manager.NewServer(manager.Chain(m, manager.Recover(log), corralotel.Middleware(), manager.LogRequests(log)), cfg, log)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	fmt.Fprintf(stdout, "corral serve: listening on %s (pid %d)\n", ln.Addr(), os.Getpid())

@@ -15,6 +15,9 @@ import (
 type MemoryConfig struct {
 	// Log is handed to every worker, labelled with its name; nil discards.
 	Log *slog.Logger
+	// Tracer is handed to every worker (worker.Config.Tracer); nil traces
+	// nothing.
+	Tracer worker.Tracer
 }
 
 // Memory runs each worker's loop (worker.Run) in a goroutine, talking over
@@ -22,7 +25,8 @@ type MemoryConfig struct {
 // OS process: Pid and Pgid are 0, a crash fault makes Run return an exit
 // status, and spawn_grandchild fails.
 type Memory struct {
-	log *slog.Logger
+	log    *slog.Logger
+	tracer worker.Tracer
 
 	mu     sync.Mutex
 	closed bool
@@ -37,7 +41,7 @@ func NewMemory(cfg MemoryConfig) *Memory {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Memory{log: log, procs: make(map[*memProcess]struct{})}
+	return &Memory{log: log, tracer: cfg.Tracer, procs: make(map[*memProcess]struct{})}
 }
 
 // Launch starts one worker loop. It does not block.
@@ -70,6 +74,7 @@ func (m *Memory) Launch(ctx context.Context, opts Options) (Process, error) {
 		Log:       m.log.With("worker", opts.Name),
 		Chaos:     opts.Chaos,
 		Terminate: p.terminate,
+		Tracer:    m.tracer,
 		// Exit and SpawnGrandchild stay nil: a crash returns an
 		// *ExitError, and there is no process to escape from.
 	}

@@ -8,6 +8,8 @@ import (
 	"context"
 	"io"
 	"log/slog"
+
+	"github.com/corral-dev/corral/manager/protocol"
 )
 
 // Environment variables read by Main.
@@ -40,6 +42,25 @@ type Config struct {
 	// SpawnGrandchild starts a process that escapes the worker's process
 	// group; nil makes the spawn_grandchild fault fail with an error reply.
 	SpawnGrandchild func() error
+	// Tracer traces commands and frame processing; nil traces nothing.
+	Tracer Tracer
+}
+
+// Tracer is the worker's tracing seam. The worker package knows nothing of
+// any tracing library: package otel implements Tracer, and spans reach the
+// pipeline only through ctx. Implementations must be safe for concurrent
+// use and must not block.
+type Tracer interface {
+	// Command starts tracing one command, continuing the W3C traceparent
+	// the manager forwarded ("" when it carries none, as health probes do;
+	// an implementation may then trace nothing). It returns the ctx
+	// to handle the command in and a func that ends the trace with the
+	// reply; the worker calls end exactly once.
+	Command(ctx context.Context, cmdType, traceparent string) (_ context.Context, end func(protocol.Response))
+	// Frame starts tracing the processing of one frame within ctx (the
+	// ctx the pipeline was started in) and returns the func that ends it.
+	// Implementations sample: most calls should cost next to nothing.
+	Frame(ctx context.Context, frameID int) (end func())
 }
 
 // ExitError is returned by Run when the worker ends with a status other than

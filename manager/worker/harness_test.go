@@ -54,8 +54,9 @@ type harness struct {
 }
 
 type options struct {
-	chaos bool
-	spawn func() error
+	chaos  bool
+	spawn  func() error
+	tracer Tracer
 }
 
 func start(t *testing.T, opts options) *harness {
@@ -75,6 +76,7 @@ func start(t *testing.T, opts options) *harness {
 		In: inR, Out: outW, Chaos: opts.chaos, Terminate: h.term,
 		Exit:            func(code int) { h.exits <- code },
 		SpawnGrandchild: opts.spawn,
+		Tracer:          opts.tracer,
 	}
 	h.workers.Add(3)
 	go func() { defer h.workers.Done(); h.done <- Run(ctx, cfg) }()

@@ -197,7 +197,7 @@ func (w *worker) handle(ctx context.Context, in inbound) (stop bool, err error) 
 	case json.Unmarshal(in.body, &cmd) != nil:
 		out = fail(protocol.InvalidPayload("command is not a JSON worker command"))
 	default:
-		out = w.dispatch(ctx, &cmd)
+		out = w.traced(ctx, &cmd)
 	}
 	if out.silent {
 		return true, out.err
@@ -207,6 +207,21 @@ func (w *worker) handle(ctx context.Context, in inbound) (stop bool, err error) 
 		return true, nil
 	}
 	return out.stop, out.err
+}
+
+// traced runs dispatch inside the Tracer's span for the command, if any.
+func (w *worker) traced(ctx context.Context, cmd *protocol.WorkerCommand) outcome {
+	if w.cfg.Tracer == nil {
+		return w.dispatch(ctx, cmd)
+	}
+	ctx, end := w.cfg.Tracer.Command(ctx, cmd.Type, cmd.Traceparent)
+	out := w.dispatch(ctx, cmd)
+	resp := out.resp
+	if out.silent {
+		resp = protocol.Failure(protocol.InternalError("worker ended without a reply"))
+	}
+	end(resp)
+	return out
 }
 
 func (w *worker) dispatch(ctx context.Context, cmd *protocol.WorkerCommand) outcome {
@@ -262,7 +277,9 @@ func (w *worker) init(ctx context.Context, cmd *protocol.WorkerCommand) outcome 
 		}
 		return fail(protocol.InvalidPayload(err.Error()))
 	}
-	w.pipe = startPipeline(ctx, s, w.log)
+	// The pipeline runs in the init command's ctx, so sampled frame spans
+	// are children of the init span.
+	w.pipe = startPipeline(ctx, s, w.log, w.cfg.Tracer)
 	if s.hasConsumptionLimit {
 		w.consumeEvery = s.consumptionTimeout
 		w.consumeTimer = time.NewTimer(s.consumptionTimeout)

@@ -24,13 +24,45 @@ const (
 // closing their stdin: they exit at EOF, but Main must not hang on them.
 const grandchildWait = time.Second
 
+// flushTimeout bounds MainOptions.Flush, so telemetry never delays a
+// worker's exit by more than this.
+const flushTimeout = 2 * time.Second
+
+// MainOptions are the host's additions to a worker process. The zero value
+// is a worker without tracing.
+type MainOptions struct {
+	// Tracer traces commands and frames; nil traces nothing.
+	Tracer Tracer
+	// Flush, if set, is called once before the worker exits (also before a
+	// crash fault's exit) to flush telemetry. MainWith bounds its ctx to
+	// 2 s; Flush must honour it. Its error is logged, not fatal.
+	Flush func(ctx context.Context) error
+}
+
 // Main is the entry point of a worker OS process (`corral worker`, and test
 // binaries that re-execute themselves). It returns the process exit status.
-func Main() int {
+func Main() int { return MainWith(MainOptions{}) }
+
+// MainWith is Main with a tracer and a flush hook, for hosts that trace.
+func MainWith(o MainOptions) int {
 	if os.Getenv(EnvMode) == ModeGrandchild {
 		return grandchildMain()
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("pid", os.Getpid())
+	var flushOnce sync.Once
+	flush := func() {
+		flushOnce.Do(func() {
+			if o.Flush == nil {
+				return
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
+			defer cancel()
+			if err := o.Flush(ctx); err != nil {
+				log.Warn("telemetry flush failed", "err", err)
+			}
+		})
+	}
+	defer flush()
 
 	signals := make(chan os.Signal, 1)
 	signal.Notify(signals, syscall.SIGTERM)
@@ -61,9 +93,13 @@ func Main() int {
 		Log:             log,
 		Chaos:           os.Getenv(EnvChaos) == "1",
 		Terminate:       terminate,
-		Exit:            os.Exit,
+		Exit:            func(code int) { flush(); os.Exit(code) },
 		SpawnGrandchild: spawner.spawn,
+		Tracer:          o.Tracer,
 	})
+	// Flush while SIGTERM is still caught: the manager's stop sequence
+	// sends one right after the terminate command this worker obeyed.
+	flush()
 	signal.Stop(signals)
 	close(stopForward)
 	<-forwarded

@@ -37,13 +37,14 @@ type pipeline struct {
 	results *results
 	gate    *gate
 	monitor monitor
+	tracer  Tracer // nil traces nothing
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
 
 // startPipeline starts the goroutines for s. The pipeline owns s.src.
-func startPipeline(ctx context.Context, s *spec, log *slog.Logger) *pipeline {
+func startPipeline(ctx context.Context, s *spec, log *slog.Logger, tracer Tracer) *pipeline {
 	ctx, cancel := context.WithCancel(ctx)
 	p := &pipeline{
 		spec:    s,
@@ -51,6 +52,7 @@ func startPipeline(ctx context.Context, s *spec, log *slog.Logger) *pipeline {
 		log:     log,
 		results: newResults(s.resultsSize, s.filling),
 		gate:    newGate(),
+		tracer:  tracer,
 		cancel:  cancel,
 	}
 	p.monitor.state = stateNotStarted
@@ -141,8 +143,15 @@ func (p *pipeline) infer(ctx context.Context, in <-chan frame, out chan<- inferr
 	var prev []byte
 	for f := range in {
 		start := time.Now()
+		var end func()
+		if p.tracer != nil {
+			end = p.tracer.Frame(ctx, f.id)
+		}
 		a := analyse(f.luma, prev)
 		burn(ctx, f.luma, p.spec.cost)
+		if end != nil {
+			end()
+		}
 		prev = f.luma
 		r := inferred{
 			result: result{
