@@ -31,7 +31,7 @@ stress:
 	@echo "make stress: the long property-test tier is not built yet (see the property-test issue)"; exit 1
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./manager/...
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./manager/... ./otel
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseRequest -fuzztime $(FUZZTIME) ./manager/protocol
