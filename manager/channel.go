@@ -24,6 +24,9 @@ var (
 	ErrChannelBroken = errors.New("manager: worker channel broken")
 	// errRefused is returned once the pipeline is marked for removal.
 	errRefused = errors.New("manager: pipeline is being terminated")
+	// errQueued marks a timeout spent waiting behind the command in
+	// flight: the worker never saw this command.
+	errQueued = errors.New("queued behind the command in flight")
 )
 
 // callOpts tune one call: try fails with ErrBusy instead of waiting for the
@@ -44,6 +47,7 @@ type workerChan struct {
 
 	mu      sync.Mutex
 	waiting string                 // request id being waited for
+	sentAt  time.Time              // when the command in flight was written
 	reply   chan protocol.Response // buffered 1
 	broken  bool
 	refuse  bool // marked for removal: only forced calls pass
@@ -121,7 +125,7 @@ func (w *workerChan) call(ctx context.Context, cmd protocol.WorkerCommand, timeo
 		select {
 		case w.slot <- struct{}{}:
 		case <-timer.C:
-			return protocol.Response{}, ErrTimeout
+			return protocol.Response{}, fmt.Errorf("%w (%w)", ErrTimeout, errQueued)
 		case <-ctx.Done():
 			return protocol.Response{}, ctx.Err()
 		case <-w.readerDone:
@@ -142,7 +146,7 @@ func (w *workerChan) call(ctx context.Context, cmd protocol.WorkerCommand, timeo
 		w.mu.Unlock()
 		return protocol.Response{}, errRefused
 	}
-	w.waiting, w.reply = cmd.RequestID, reply
+	w.waiting, w.reply, w.sentAt = cmd.RequestID, reply, time.Now()
 	w.mu.Unlock()
 	defer func() {
 		w.mu.Lock()
@@ -201,6 +205,17 @@ func (w *workerChan) lastChance(reply chan protocol.Response) (protocol.Response
 	default:
 		return protocol.Response{}, ErrWorkerGone
 	}
+}
+
+// inflightAge returns how long the command in flight has waited for its
+// reply, or false when none is.
+func (w *workerChan) inflightAge() (time.Duration, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.waiting == "" {
+		return 0, false
+	}
+	return time.Since(w.sentAt), true
 }
 
 func (w *workerChan) isBroken() bool {

@@ -306,3 +306,43 @@ func TestRAMAdmission(t *testing.T) {
 		t.Fatalf("init over the RAM limit = %v, want internal_error with the numbers", err)
 	}
 }
+
+// Under steady client load the probe finds the slot busy every time; the
+// hang must still be detected, from the client commands' timeouts and from
+// the age of the command in flight.
+func TestHangDetectedUnderClientLoad(t *testing.T) {
+	cfg := testConfig()
+	cfg.Chaos = true
+	cfg.QueueTimeout = 400 * time.Millisecond
+	cfg.CommandTimeoutFloor = 100 * time.Millisecond
+	cfg.HealthCheckInterval = 50 * time.Millisecond
+	cfg.HealthCheckTimeout = 200 * time.Millisecond
+	cfg.ProbeTimeoutFloor = 50 * time.Millisecond
+	r := start(t, cfg, memory(t))
+	ctx := t.Context()
+	id := mustInit(t, r)
+	if err := r.c.Chaos(ctx, id, "hang_queue", nil); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	loaded := make(chan struct{})
+	go func() {
+		defer close(loaded)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_, _ = r.c.Status(ctx, id)
+		}
+	}()
+	defer func() { close(stop); <-loaded }()
+	exit := r.ev.waitFor(t, "unhealthy exit", func(e manager.Event) bool {
+		x, ok := e.(manager.WorkerExited)
+		return ok && x.PipelineID == id
+	}).(manager.WorkerExited)
+	if exit.Reason != manager.ExitUnhealthy {
+		t.Fatalf("exit reason = %q, want unhealthy", exit.Reason)
+	}
+}

@@ -37,8 +37,14 @@ func (m *Manager) healthLoop(p *pipeline) {
 		elapsed := time.Since(start)
 		switch {
 		case errors.Is(err, ErrBusy):
-			timer.Reset(interval)
-			continue
+			// A client command is in flight and is itself a liveness
+			// check, unless it has waited longer than a probe may.
+			age, inflight := p.ch.inflightAge()
+			if !inflight || age <= timeout {
+				timer.Reset(interval)
+				continue
+			}
+			err = fmt.Errorf("%w: %w: the command in flight has waited %s", ErrBusy, ErrTimeout, age.Round(time.Millisecond))
 		case errors.Is(err, errRefused), errors.Is(err, ErrWorkerGone), m.ctx.Err() != nil:
 			return // the stop sequence or the exit watcher owns it now
 		case err == nil && !r.OK():
@@ -50,26 +56,14 @@ func (m *Manager) healthLoop(p *pipeline) {
 			before, after = p.probeTimeout.Observe(elapsed)
 			interval = min(interval*3/2, 2*base)
 		} else {
-			if errors.Is(err, ErrTimeout) {
+			if errors.Is(err, ErrTimeout) && !errors.Is(err, ErrBusy) {
 				m.timeouts.Add(1)
 				m.emit(CommandTimedOut{At: now(), PipelineID: p.id, Command: "probe", RequestID: cmd.RequestID, After: timeout})
 				before, after = p.probeTimeout.TimedOut()
 			}
 			interval = max(base/2, 10*time.Millisecond)
 		}
-		m.mu.Lock()
-		h := &p.health
-		h.LastProbe = time.Now()
-		if err == nil {
-			h.ConsecutiveFailures, h.LastError = 0, ""
-		} else {
-			h.ConsecutiveFailures++
-			h.LastError = err.Error()
-		}
-		h.Interval = interval
-		failures := h.ConsecutiveFailures
-		m.mu.Unlock()
-
+		failures := m.recordHealth(p, err, true, interval)
 		if before != after {
 			m.emit(TimeoutChanged{At: now(), PipelineID: p.id, Command: "probe", Before: before, After: after})
 		}
@@ -83,4 +77,27 @@ func (m *Manager) healthLoop(p *pipeline) {
 		}
 		timer.Reset(interval)
 	}
+}
+
+// recordHealth updates p's health record with one round trip's outcome and
+// returns the consecutive failures. Probes and client commands both count:
+// a worker that times out on a client's command has failed a liveness
+// check just as a probe would, and under steady client load the probe
+// itself is skipped (the slot is busy), so client timeouts must count or a
+// hang would go unnoticed.
+func (m *Manager) recordHealth(p *pipeline, err error, probe bool, interval time.Duration) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	h := &p.health
+	if probe {
+		h.LastProbe = time.Now()
+		h.Interval = interval
+	}
+	if err == nil {
+		h.ConsecutiveFailures, h.LastError = 0, ""
+	} else {
+		h.ConsecutiveFailures++
+		h.LastError = err.Error()
+	}
+	return h.ConsecutiveFailures
 }

@@ -239,8 +239,14 @@ func (m *Manager) command(ctx context.Context, req *protocol.Request) protocol.R
 	start := time.Now()
 	r, err := p.ch.call(ctx, m.workerCommand(req.Type, req), timeout, callOpts{})
 	if err != nil {
+		if errors.Is(err, ErrTimeout) && !errors.Is(err, errQueued) {
+			if m.recordHealth(p, fmt.Errorf("%s: %w", req.Type, err), false, 0) >= m.cfg.MaxHealthFailures {
+				m.stopAsync(p, ExitUnhealthy)
+			}
+		}
 		return protocol.Failure(m.callFailed(p, req.Type, at, timeout, err))
 	}
+	m.recordHealth(p, nil, false, 0)
 	if before, after := at.Observe(time.Since(start)); before != after {
 		m.emit(TimeoutChanged{At: now(), PipelineID: p.id, Command: req.Type, Before: before, After: after})
 	}
