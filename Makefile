@@ -3,6 +3,8 @@ SHELL := /bin/bash
 GO ?= go
 BIN := bin/corral
 FUZZTIME ?= 20s
+SEEDS ?= 1-50
+SOAK ?= 10m
 
 .PHONY: all build run test stress bench fuzz lint jaeger-build jaeger jaeger-stop nightly clean
 
@@ -12,11 +14,11 @@ build:
 	$(GO) mod download
 	CGO_ENABLED=0 $(GO) build -o $(BIN) ./cmd/corral
 
-# The main job. Until the harness lands (issue 4) this is the built-in demo:
-# an embedded manager with real worker processes, one pipeline driven
-# through its whole life, shutdown, and a count of leftover processes.
+# The main job: the smoke scenario (every process-level and in-worker fault at
+# least once, ending in a shutdown under load) against the embedded manager,
+# about a minute; the summary is printed and the run folder kept under runs/.
 run: build
-	$(BIN) demo
+	$(BIN) run smoke
 
 # The whole suite, with the race detector; goroutine leaks are checked in
 # each package's TestMain.
@@ -57,8 +59,18 @@ jaeger: jaeger-build
 jaeger-stop:
 	tools/jaeger/stop.sh
 
-nightly:
-	@echo "make nightly: not built yet (harness issue)"; exit 1
+# Swarm over a range of seeds plus a soak: one RESULT line per run.
+nightly: build
+	@mkdir -p runs/nightly; fail=0; seeds='$(SEEDS)'; \
+	for s in $$(seq $${seeds%-*} $${seeds#*-}); do \
+		log=runs/nightly/swarm-$$s.log; \
+		$(BIN) run swarm --seed $$s --out runs/nightly/swarm-$$s > $$log 2>&1 || fail=1; \
+		grep '^RESULT ' $$log || { echo "RESULT swarm seed=$$s ERROR (see $$log)"; fail=1; }; \
+	done; \
+	log=runs/nightly/soak.log; \
+	$(BIN) run soak --duration $(SOAK) --out runs/nightly/soak > $$log 2>&1 || fail=1; \
+	grep '^RESULT ' $$log || { echo "RESULT soak ERROR (see $$log)"; fail=1; }; \
+	exit $$fail
 
 clean:
 	rm -rf bin

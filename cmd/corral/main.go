@@ -17,6 +17,10 @@ Usage:
   corral serve [flags]            run the reference stream manager (see corral serve --help)
   corral client COMMAND [args]    send one protocol command and print the JSON answer
   corral demo [flags]             start a manager, drive one pipeline through its life, stop
+  corral run [SCENARIO|FILE] [flags]
+                                  run a seeded workload + fault schedule, check it, write a report
+  corral scenarios                list the built-in scenarios
+  corral replay DIR               rerun a run folder's scenario with its seed
   corral help                     this text
 
 Exit status: 0 success, 1 failure (a failure response, a run that did not finish
@@ -44,6 +48,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return client(args[1:], stdout, stderr)
 	case "demo":
 		return demo(args[1:], stdout, stderr)
+	case "run":
+		return runCmd(args[1:], stdout, stderr)
+	case "scenarios":
+		return scenariosCmd(args[1:], stdout, stderr)
+	case "replay":
+		return replayCmd(args[1:], stdout, stderr)
 	case "worker":
 		return workerMain()
 	case "help", "-h", "--help":

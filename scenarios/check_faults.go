@@ -1,0 +1,183 @@
+package scenarios
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// checkFaultCoverage: each fault of the plan fired (the nemesis recorded
+// an ok injection) and its effect was seen. A fault that never fired is
+// invalid; one that fired with no visible effect is unknown.
+func checkFaultCoverage(d *RunData) Result {
+	var planned []PlanEntry
+	for _, p := range d.Plan {
+		if p.Kind == KindFault {
+			planned = append(planned, p)
+		}
+	}
+	if len(planned) == 0 {
+		return Result{Verdict: Valid, Summary: "no faults were planned"}
+	}
+	faults := nemesisFaults(d)
+	v := newOpView(d.Ops)
+	byName := map[string][]faultWindow{}
+	for _, w := range faults {
+		byName[w.F] = append(byName[w.F], w)
+	}
+	bound := HangBound(d.Bounds)
+	end := runEnd(d)
+	dead := deadPids(d, false) // the census alone: a crash op is no proof of its effect
+	used := map[string]int{}
+	var invalid, unknown, notes []string
+	fired := 0
+	for _, p := range planned {
+		name := fmt.Sprintf("%s planned at %v", p.F, p.At.D())
+		if p.Target != 0 {
+			name += fmt.Sprintf(" on pipeline #%d", p.Target)
+		}
+		k := used[p.F]
+		used[p.F]++
+		if k >= len(byName[p.F]) {
+			invalid = append(invalid, name+": never fired (no injection in the history)")
+			continue
+		}
+		w := byName[p.F][k]
+		if w.OK == nil {
+			c := v.completion(w.Invoke)
+			switch {
+			case c == nil:
+				invalid = append(invalid, fmt.Sprintf("%s: never fired (%s has no completion)", name, describeOp(w.Invoke)))
+			case c.Type == OpInfo:
+				unknown = append(unknown, fmt.Sprintf("%s: injection outcome unknown (%s: %s)", name, describeOp(c), c.Error))
+			default:
+				invalid = append(invalid, fmt.Sprintf("%s: never fired, injection failed (%s: %s)", name, describeOp(c), c.Error))
+			}
+			continue
+		}
+		fired++
+		wEnd := w.End
+		if wEnd < 0 {
+			wEnd = end
+		}
+		switch {
+		case w.F == "crash":
+			pid := faultPid(w)
+			seen := false
+			if _, ok := dead[pid]; ok && pid > 0 {
+				seen = true
+			}
+			for i := range d.Inspects {
+				if s := &d.Inspects[i]; s.Time > w.Start && (pid > 0 && findPid(s, pid) == nil || pid == 0 && findEntry(s, w.PipelineID) == nil) {
+					seen = true
+				}
+			}
+			if !seen {
+				unknown = append(unknown, fmt.Sprintf("%s: fired (%s) but the worker was never seen gone", name, describeOp(w.OK)))
+			}
+		case slices.Contains(hangFaults, w.F):
+			if time.Duration(wEnd-w.Start) <= bound {
+				notes = append(notes, fmt.Sprintf("%s: fired; lasted %v, shorter than the detection bound %v",
+					name, time.Duration(wEnd-w.Start).Round(time.Millisecond), bound))
+				continue
+			}
+			if !hangSeen(d, v, w, wEnd) {
+				unknown = append(unknown, fmt.Sprintf("%s: fired (%s) but no timeout or removal of %s was seen", name, describeOp(w.OK), w.PipelineID))
+			}
+		case w.F == "stale_responses" || w.F == "garbage_output":
+			notes = append(notes, fmt.Sprintf("%s: fired (%s); the run data holds no stale-response counter, counted as observed",
+				name, describeOp(w.OK)))
+		default:
+			notes = append(notes, fmt.Sprintf("%s: fired (%s)", name, describeOp(w.OK)))
+		}
+	}
+	details := append(append(invalid, unknown...), notes...)
+	switch {
+	case len(invalid) > 0:
+		return Result{Verdict: Invalid, Summary: fmt.Sprintf("%d of %d planned faults never fired", len(invalid), len(planned)),
+			Details: capDetails(details)}
+	case len(unknown) > 0:
+		return Result{Verdict: Unknown, Summary: fmt.Sprintf("%d of %d planned faults fired with no effect seen", len(unknown), len(planned)),
+			Details: capDetails(details)}
+	}
+	return Result{Verdict: Valid, Summary: fmt.Sprintf("all %d planned faults fired and were observed", fired), Details: capDetails(details)}
+}
+
+// hangSeen reports whether a hang had a visible effect: the pipeline was
+// marked or removed, or a client command to it failed or went unanswered.
+func hangSeen(d *RunData, v *opView, w faultWindow, until int64) bool {
+	for i := range d.Inspects {
+		s := &d.Inspects[i]
+		if s.Time > w.Start && leaving(findEntry(s, w.PipelineID)) {
+			return true
+		}
+	}
+	for i := range d.Ops {
+		inv := &d.Ops[i]
+		if inv.Type != OpInvoke || !isClientProcess(inv.Process) || inv.PipelineID != w.PipelineID ||
+			inv.Time < w.Start || inv.Time > until {
+			continue
+		}
+		if c := v.completion(inv); c != nil && c.Type != OpOK {
+			return true
+		}
+	}
+	return false
+}
+
+// ParseSLO splits an SLO key such as "status.p99" into its command and
+// quantile (0 < q <= 1; "max" is 1).
+func ParseSLO(key string) (cmd string, q float64, err error) {
+	i := strings.LastIndexByte(key, '.')
+	if i <= 0 {
+		return "", 0, fmt.Errorf("slo %q: want <command>.p<N> or <command>.max", key)
+	}
+	cmd, stat := key[:i], key[i+1:]
+	if stat == "max" {
+		return cmd, 1, nil
+	}
+	n, err := strconv.ParseFloat(strings.TrimPrefix(stat, "p"), 64)
+	if !strings.HasPrefix(stat, "p") || err != nil || n <= 0 || n > 100 {
+		return "", 0, fmt.Errorf("slo %q: want <command>.p<N> (0 < N <= 100) or <command>.max", key)
+	}
+	return cmd, n / 100, nil
+}
+
+// checkSLOs: each latency objective of the scenario holds.
+func checkSLOs(d *RunData) Result {
+	if d.Scenario == nil || len(d.Scenario.SLOs) == 0 {
+		return Result{Verdict: Valid, Summary: "no SLOs"}
+	}
+	lat := commandLatencies(d)
+	var bad, unknown, ok []string
+	for _, key := range sortedKeys(d.Scenario.SLOs) {
+		limit := d.Scenario.SLOs[key].D()
+		cmd, q, err := ParseSLO(key)
+		if err != nil {
+			unknown = append(unknown, err.Error())
+			continue
+		}
+		ds := sortedDurations(lat[cmd])
+		if len(ds) == 0 {
+			unknown = append(unknown, fmt.Sprintf("%s: no %s was measured", key, cmd))
+			continue
+		}
+		got := quantile(ds, q)
+		line := fmt.Sprintf("%s = %v over %d samples, objective %v", key, got.Round(time.Microsecond), len(ds), limit)
+		if got > limit {
+			bad = append(bad, line)
+		} else {
+			ok = append(ok, line)
+		}
+	}
+	details := append(append(bad, unknown...), ok...)
+	switch {
+	case len(bad) > 0:
+		return Result{Verdict: Invalid, Summary: fmt.Sprintf("%d of %d SLOs missed", len(bad), len(d.Scenario.SLOs)), Details: details}
+	case len(unknown) > 0:
+		return Result{Verdict: Unknown, Summary: fmt.Sprintf("%d of %d SLOs could not be measured", len(unknown), len(d.Scenario.SLOs)), Details: details}
+	}
+	return Result{Verdict: Valid, Summary: fmt.Sprintf("all %d SLOs met", len(ok)), Details: details}
+}

@@ -1,0 +1,342 @@
+package scenarios
+
+import (
+	"bytes"
+	"context"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/corral-dev/corral/manager"
+	"github.com/corral-dev/corral/manager/launch"
+	"github.com/corral-dev/corral/manager/protocol"
+)
+
+// The planted-bug catalogue: deliberately broken managers, built only
+// here through the runner's seams (middleware, a launcher wrapper, the
+// configuration), each modelled on a documented upstream failure. The
+// harness must mark each invalid with the named checker, and the real
+// manager valid on the same scenario.
+
+// plantedScenario: two pipelines under steady load, a queue hang on
+// pipeline 1 shorter than the hang-detection bound (so detection is not
+// required and the real manager answers it with timeouts) and a crash of
+// pipeline 2; about 12 s in all.
+func plantedScenario() *Scenario {
+	return &Scenario{
+		Name: "planted", Seed: 5,
+		Duration: Duration(6 * time.Second), WarmUp: Duration(2 * time.Second),
+		Heal: Duration(time.Second), Quiesce: Duration(time.Second),
+		Pipelines: 2, Clients: 2, Rate: 5,
+		Mix: map[string]int{"status": 4, "consume_result": 3, "mute": 1, "resume": 1, "list_pipelines": 1},
+		Schedule: []FaultAt{
+			{At: Duration(time.Second), Fault: "hang_queue", Target: 1, For: Duration(3500 * time.Millisecond)},
+			{At: Duration(2 * time.Second), Fault: "crash", Target: 2},
+		},
+		Manager: map[string]string{
+			"STREAM_MANAGER_HEALTH_CHECK_INTERVAL":    "0.5",
+			"STREAM_MANAGER_HEALTH_CHECK_TIMEOUT":     "1",
+			"STREAM_MANAGER_QUEUE_TIMEOUT":            "1",
+			"STREAM_MANAGER_TERMINATION_GRACE_PERIOD": "1",
+			"STREAM_MANAGER_PROCESS_JOIN_TIMEOUT":     "2",
+		},
+	}
+}
+
+// badCameraScenario: every init fails (the video file does not exist), so
+// each worker the manager starts must be stopped again; no faults.
+func badCameraScenario() *Scenario {
+	sc := plantedScenario()
+	sc.Name, sc.Video, sc.Schedule = "bad-camera", "/nonexistent/corral-planted-camera.y4m", nil
+	sc.Mix = map[string]int{"status": 2, "list_pipelines": 1}
+	return sc
+}
+
+// declaredBounds are the bounds of plantedScenario's configuration. The
+// checkers are pinned to them, because a planted configuration (no
+// timeout) must be judged against the contract, not against itself.
+func declaredBounds() Bounds {
+	return Bounds{Grace: time.Second, Join: 2 * time.Second, QueueTimeout: time.Second,
+		HealthInterval: 500 * time.Millisecond, HealthTimeout: time.Second, MaxHealthFailures: 3, Epsilon: Epsilon}
+}
+
+// pinnedChecker judges a run against fixed bounds.
+type pinnedChecker struct {
+	Checker
+	bounds Bounds
+}
+
+func (c pinnedChecker) Check(d *RunData) Result {
+	pinned := *d
+	pinned.Bounds = c.bounds
+	return c.Checker.Check(&pinned)
+}
+
+func pinnedCheckers(sc *Scenario) []Checker {
+	var out []Checker
+	for _, c := range DefaultCheckers(sc) {
+		out = append(out, pinnedChecker{c, declaredBounds()})
+	}
+	return out
+}
+
+// --- broken middleware ---------------------------------------------------
+
+// tableLock serialises every request behind one mutex, as upstream's
+// health loop holds the table lock across blocking probes: one hung worker
+// then freezes every client.
+func tableLock() manager.Middleware {
+	var mu sync.Mutex
+	return func(next manager.Handler) manager.Handler {
+		return manager.HandlerFunc(func(ctx context.Context, req *protocol.Request) protocol.Response {
+			mu.Lock()
+			defer mu.Unlock()
+			return next.Handle(ctx, req)
+		})
+	}
+}
+
+// keepRemovedEntries rewrites inspect answers so a pipeline that left the
+// table keeps its entry and health record.
+func keepRemovedEntries() manager.Middleware {
+	var mu sync.Mutex
+	seen := map[string]manager.PipelineInfo{}
+	return func(next manager.Handler) manager.Handler {
+		return manager.HandlerFunc(func(ctx context.Context, req *protocol.Request) protocol.Response {
+			resp := next.Handle(ctx, req)
+			infos, ok := resp.Fields["pipelines"].([]manager.PipelineInfo)
+			if req.Type != protocol.TypeInspect || !ok {
+				return resp
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			present := map[string]bool{}
+			for _, p := range infos {
+				present[p.PipelineID] = true
+				seen[p.PipelineID] = p
+			}
+			out := slices.Clone(infos)
+			for id, p := range seen {
+				if !present[id] {
+					out = append(out, p)
+				}
+			}
+			fields := map[string]any{}
+			for k, v := range resp.Fields {
+				fields[k] = v
+			}
+			fields["pipelines"] = out
+			resp.Fields = fields
+			return resp
+		})
+	}
+}
+
+// staleAfterTimeout: after a command to a pipeline timed out, the next
+// command of another kind to that pipeline gets the previous answer, as
+// when a late reply stays in the channel and the next caller reads it.
+func staleAfterTimeout() manager.Middleware {
+	var mu sync.Mutex
+	type answer struct {
+		command string
+		resp    protocol.Response
+	}
+	last := map[string]answer{}
+	armed := map[string]bool{}
+	commands := []string{protocol.TypeStatus, protocol.TypeConsumeResult, protocol.TypeMute, protocol.TypeResume}
+	return func(next manager.Handler) manager.Handler {
+		return manager.HandlerFunc(func(ctx context.Context, req *protocol.Request) protocol.Response {
+			if !slices.Contains(commands, req.Type) {
+				return next.Handle(ctx, req)
+			}
+			id := req.PipelineID
+			mu.Lock()
+			if a, ok := last[id]; ok && armed[id] && a.command != req.Type {
+				armed[id] = false
+				mu.Unlock()
+				return a.resp
+			}
+			mu.Unlock()
+			resp := next.Handle(ctx, req)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case resp.OK() && (req.Type == protocol.TypeStatus || req.Type == protocol.TypeConsumeResult):
+				last[id] = answer{req.Type, resp}
+			case resp.ErrorType == protocol.ErrTypeOperation && strings.Contains(resp.ErrorMessage, "did not answer"):
+				armed[id] = true
+			}
+			return resp
+		})
+	}
+}
+
+// --- broken launchers ----------------------------------------------------
+
+// brokenLauncher wraps every process the real launcher starts. Its Close
+// does not reach the real launcher (the broken manager forgets its
+// workers); the test closes the real one in cleanup, so nothing outlives
+// the test.
+type brokenLauncher struct {
+	real launch.Launcher
+	wrap func(launch.Process) launch.Process
+}
+
+func (l *brokenLauncher) Launch(ctx context.Context, opts launch.Options) (launch.Process, error) {
+	p, err := l.real.Launch(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	return l.wrap(p), nil
+}
+
+func (l *brokenLauncher) Close() error { return nil }
+
+func wrapLauncher(t *testing.T, wrap func(launch.Process) launch.Process) func(launch.Launcher) launch.Launcher {
+	return func(real launch.Launcher) launch.Launcher {
+		t.Cleanup(func() { _ = real.Close() })
+		return &brokenLauncher{real: real, wrap: wrap}
+	}
+}
+
+// deafProcess ignores Terminate and Kill unless obeys says otherwise.
+type deafProcess struct {
+	launch.Process
+	conn  launch.Conn
+	obeys func() bool
+}
+
+func (p *deafProcess) Conn() launch.Conn { return p.conn }
+
+func (p *deafProcess) Terminate() error {
+	if p.obeys() {
+		return p.Process.Terminate()
+	}
+	return nil
+}
+
+func (p *deafProcess) Kill() error {
+	if p.obeys() {
+		return p.Process.Kill()
+	}
+	return nil
+}
+
+// dropTerminate is a channel that never delivers the terminate command.
+type dropTerminate struct{ launch.Conn }
+
+func (c dropTerminate) Write(b []byte) (int, error) {
+	if bytes.Contains(b, []byte(`"type":"terminate"`)) {
+		return len(b), nil
+	}
+	return c.Conn.Write(b)
+}
+
+// neverKills: the stop sequence reaches no worker (no terminate, no
+// SIGTERM, no SIGKILL), as when upstream's signal handler crashes and
+// orphans its workers.
+func neverKills(p launch.Process) launch.Process {
+	return &deafProcess{Process: p, conn: dropTerminate{p.Conn()}, obeys: func() bool { return false }}
+}
+
+// watchSuccess marks its flag once the worker has answered with success.
+type watchSuccess struct {
+	launch.Conn
+	ok *atomic.Bool
+}
+
+func (c watchSuccess) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if bytes.Contains(b[:n], []byte(`"status":"success"`)) {
+		c.ok.Store(true)
+	}
+	return n, err
+}
+
+// keepsFailedInit: a worker that never answered with success (its init
+// failed) is neither terminated nor killed, as upstream leaves a phantom
+// process after a failed init.
+func keepsFailedInit(p launch.Process) launch.Process {
+	ok := new(atomic.Bool)
+	return &deafProcess{Process: p, conn: watchSuccess{p.Conn(), ok}, obeys: ok.Load}
+}
+
+// --- the catalogue -------------------------------------------------------
+
+type plantedBug struct {
+	name     string
+	scenario func() *Scenario
+	options  func(t *testing.T) Options
+	// invalid are the checkers that must find the bug; nil means the run
+	// must be valid (the real manager).
+	invalid []string
+}
+
+func plantedBugs() []plantedBug {
+	none := func(*testing.T) Options { return Options{} }
+	return []plantedBug{
+		{"real manager", plantedScenario, none, nil},
+		{"real manager, failing inits", badCameraScenario, none, nil},
+		{"no response timeout", plantedScenario, func(*testing.T) Options {
+			return Options{Configure: func(c *manager.Config) { c.QueueTimeout, c.CommandTimeoutFloor = time.Hour, time.Hour }}
+		}, []string{CheckRequestsAnswered}},
+		{"health probe holds the table lock", plantedScenario, func(*testing.T) Options {
+			return Options{Middleware: []manager.Middleware{tableLock()}}
+		}, []string{CheckRequestsAnswered}},
+		{"shutdown never kills", plantedScenario, func(t *testing.T) Options {
+			return Options{WrapLauncher: wrapLauncher(t, neverKills)}
+		}, []string{CheckNoLeakedProcesses, CheckBoundedShutdown}},
+		{"failed init leaves its process", badCameraScenario, func(t *testing.T) Options {
+			return Options{WrapLauncher: wrapLauncher(t, keepsFailedInit)}
+		}, []string{CheckNoLeakedProcesses}},
+		{"health record outlives its pipeline", plantedScenario, func(*testing.T) Options {
+			return Options{Middleware: []manager.Middleware{keepRemovedEntries()}}
+		}, []string{CheckConsistentHealth}},
+		{"stale response to the next caller", plantedScenario, func(*testing.T) Options {
+			return Options{Middleware: []manager.Middleware{staleAfterTimeout()}}
+		}, []string{CheckResponsesMatch}},
+	}
+}
+
+func TestPlantedBugs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs real managers and workers for about 15 s each")
+	}
+	for _, bug := range plantedBugs() {
+		t.Run(strings.ReplaceAll(bug.name, " ", "_"), func(t *testing.T) {
+			t.Parallel()
+			sc := bug.scenario()
+			o := testWorkers(bug.options(t))
+			o.Out = t.TempDir()
+			o.Checkers = pinnedCheckers(sc)
+			rep, err := Run(t.Context(), sc, o)
+			if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			verdicts := map[string]Result{}
+			for _, r := range rep.Results {
+				verdicts[r.Checker] = r
+			}
+			if bug.invalid == nil {
+				if !rep.Valid {
+					t.Errorf("the real manager is not valid:\n%s", FailureText(rep))
+				}
+				return
+			}
+			for _, name := range bug.invalid {
+				r := verdicts[name]
+				if r.Verdict != Invalid {
+					t.Errorf("%s = %s (%s), want invalid\n%s", name, r.Verdict, r.Summary, FailureText(rep))
+					continue
+				}
+				t.Logf("caught by %s: %s", name, r.Summary)
+				for _, d := range r.Details[:min(3, len(r.Details))] {
+					t.Logf("  %s", d)
+				}
+			}
+		})
+	}
+}

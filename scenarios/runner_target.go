@@ -1,0 +1,355 @@
+package scenarios
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/corral-dev/corral/manager"
+	"github.com/corral-dev/corral/manager/launch"
+)
+
+// target is the manager under test: embedded in this process or reached
+// at an address (with its pid, if known).
+type target struct {
+	addr     string
+	embedded bool
+	// managerPid is the external manager's pid (0: unknown or embedded).
+	managerPid int
+	// signal reaches the embedded manager's shutdown; nil for external
+	// managers (chaos then signals managerPid).
+	signal func(sig string) error
+	// exited is closed once the manager has exited (embedded: its
+	// shutdown returned; external: its pid is gone).
+	exited chan struct{}
+	// census lists the manager's workers and their descendants; pgids are
+	// the worker groups seen in inspect so far.
+	census func(pgids []int) []launch.ProcInfo
+	// close stops whatever is still running, bounded; safe to call twice.
+	close func()
+
+	mu       sync.Mutex
+	exitTime time.Time
+	exitCode int
+	note     string // how the shutdown was carried out, for the history
+}
+
+func (t *target) markExited(code int, note string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	select {
+	case <-t.exited:
+		return
+	default:
+	}
+	t.exitTime, t.exitCode, t.note = time.Now(), code, note
+	close(t.exited)
+}
+
+func (t *target) exit() (time.Time, int, string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.exitTime, t.exitCode, t.note
+}
+
+// startEmbedded starts the reference manager in this process with real
+// worker processes and serves it on a free loopback port.
+func startEmbedded(cfg manager.Config, o Options, dir string, log *slog.Logger) (*target, error) {
+	stderr, err := os.Create(filepath.Join(dir, "workers.log"))
+	if err != nil {
+		return nil, err
+	}
+	procs, err := launch.NewProcesses(launch.ProcessConfig{Command: o.WorkerCommand, Env: o.WorkerEnv,
+		Stderr: stderr, Subreaper: true, Log: log})
+	if err != nil {
+		stderr.Close()
+		return nil, err
+	}
+	var launcher launch.Launcher = procs
+	if o.WrapLauncher != nil {
+		launcher = o.WrapLauncher(procs)
+	}
+	m, err := manager.New(cfg, manager.Options{Launcher: launcher, Log: log, Hook: manager.LogEvents(log)})
+	if err != nil {
+		_ = launcher.Close()
+		stderr.Close()
+		return nil, fmt.Errorf("%w: %w", ErrInvalidScenario, err)
+	}
+	ln, err := net.Listen("tcp", cfg.Addr())
+	if err != nil {
+		_ = m.Shutdown(context.Background())
+		stderr.Close()
+		return nil, err
+	}
+	mws := append([]manager.Middleware{manager.Recover(log)}, o.Middleware...)
+	srv := manager.NewServer(manager.Chain(m, mws...), cfg, log)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+
+	t := &target{addr: ln.Addr().String(), embedded: true, exited: make(chan struct{})}
+	var wg sync.WaitGroup
+	var once sync.Once
+	bound := cfg.TerminationGracePeriod + cfg.ProcessJoinTimeout + 2*time.Second
+	// stop runs the manager's end once: graceful is SIGTERM semantics
+	// (bounded three-phase shutdown); otherwise SIGKILL is emulated, since
+	// a process cannot SIGKILL itself and go on judging the run: every
+	// worker group is killed through the launcher at once, with no
+	// terminate and no grace, and the manager's goroutines are stopped.
+	stop := func(graceful bool) {
+		once.Do(func() {
+			wg.Go(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), bound)
+				defer cancel()
+				if !graceful {
+					_ = launcher.Close()
+					t.markExited(-1, "embedded manager: SIGKILL emulated by killing every worker group through the launcher, without graceful phases")
+					cancel()
+				}
+				srvDone := make(chan error, 1)
+				go func() { srvDone <- srv.Shutdown(ctx) }()
+				mDone := make(chan error, 1)
+				go func() { mDone <- m.Shutdown(ctx) }()
+				var mErr, sErr error
+				for range 2 {
+					select {
+					case mErr = <-mDone:
+					case sErr = <-srvDone:
+					case <-time.After(bound + time.Second):
+						// The goroutines above end with their own
+						// bounds; the exit is never recorded.
+						log.Error("embedded manager did not stop in time", "bound", bound)
+						return
+					}
+				}
+				<-served
+				code, note := 0, "embedded manager: shutdown complete"
+				if mErr != nil || (sErr != nil && !errors.Is(sErr, context.Canceled)) {
+					code, note = 1, fmt.Sprintf("embedded manager: shutdown: %v", errors.Join(mErr, sErr))
+				}
+				t.markExited(code, note)
+			})
+		})
+	}
+	t.signal = func(sig string) error {
+		switch strings.TrimPrefix(strings.ToUpper(sig), "SIG") {
+		case "TERM", "INT":
+			stop(true)
+		case "KILL":
+			stop(false)
+		default:
+			return fmt.Errorf("embedded manager: signal %q not supported", sig)
+		}
+		return nil
+	}
+	t.census = func(pgids []int) []launch.ProcInfo {
+		procs, _ := launch.Census(procs.Marker())
+		return mergeProcs(procs, groupMembers(pgids))
+	}
+	t.close = func() {
+		stop(true)
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(bound + 2*time.Second):
+			log.Error("embedded manager: shutdown goroutine still running at close")
+		}
+		stderr.Close()
+	}
+	return t, nil
+}
+
+// connectExternal describes a manager started elsewhere. With pid, its
+// shutdown signals go there and its census is its descendants plus every
+// worker group seen in inspect (plus every process carrying its workers'
+// marker, once a worker's environment has shown it).
+func connectExternal(ctx context.Context, addr string, pid int) (*target, error) {
+	var d net.Dialer
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	c, err := d.DialContext(dctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%w: --target %s: %w", ErrInvalidScenario, addr, err)
+	}
+	c.Close()
+	t := &target{addr: addr, managerPid: pid, exited: make(chan struct{}), close: func() {}}
+	if pid > 0 {
+		if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); err != nil {
+			return nil, fmt.Errorf("%w: --target-pid %d: no such process", ErrInvalidScenario, pid)
+		}
+	}
+	var mu sync.Mutex
+	marker := ""
+	t.census = func(pgids []int) []launch.ProcInfo {
+		all := scanProcs()
+		var out []launch.ProcInfo
+		if pid > 0 {
+			out = descendants(all, pid)
+		}
+		out = mergeProcs(out, groupMembers(pgids))
+		mu.Lock()
+		defer mu.Unlock()
+		if marker == "" {
+			for _, p := range out {
+				if marker = environValue(p.Pid, launch.MarkerEnv); marker != "" {
+					break
+				}
+			}
+		}
+		if marker != "" {
+			m, _ := launch.Census(marker)
+			out = mergeProcs(out, m)
+		}
+		return out
+	}
+	return t, nil
+}
+
+// waitPidExit polls until pid is gone (or a zombie) or bound passes.
+func waitPidExit(ctx context.Context, pid int, bound time.Duration) bool {
+	deadline := time.Now().Add(bound)
+	for {
+		info, err := readStat(pid)
+		if err != nil || info.Zombie() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func groupMembers(pgids []int) []launch.ProcInfo {
+	var out []launch.ProcInfo
+	for _, g := range pgids {
+		if g <= 1 {
+			continue
+		}
+		m, _ := launch.GroupMembers(g)
+		out = append(out, m...)
+	}
+	return out
+}
+
+// mergeProcs joins process lists, one row per pid, sorted by pid.
+func mergeProcs(lists ...[]launch.ProcInfo) []launch.ProcInfo {
+	seen := map[int]bool{}
+	var out []launch.ProcInfo
+	for _, l := range lists {
+		for _, p := range l {
+			if !seen[p.Pid] && p.Pid != os.Getpid() {
+				seen[p.Pid] = true
+				out = append(out, p)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b launch.ProcInfo) int { return a.Pid - b.Pid })
+	return out
+}
+
+// descendants returns every process below root in the parent tree.
+func descendants(all []launch.ProcInfo, root int) []launch.ProcInfo {
+	children := map[int][]launch.ProcInfo{}
+	for _, p := range all {
+		children[p.PPid] = append(children[p.PPid], p)
+	}
+	var out []launch.ProcInfo
+	queue := []int{root}
+	for len(queue) > 0 {
+		pid := queue[0]
+		queue = queue[1:]
+		for _, c := range children[pid] {
+			out = append(out, c)
+			queue = append(queue, c.Pid)
+		}
+	}
+	return out
+}
+
+// scanProcs reads every process's stat line; vanished ones are skipped.
+func scanProcs() []launch.ProcInfo {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var out []launch.ProcInfo
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid <= 0 {
+			continue
+		}
+		if info, err := readStat(pid); err == nil {
+			out = append(out, info)
+		}
+	}
+	return out
+}
+
+// readStat parses /proc/<pid>/stat (comm may hold spaces and parentheses,
+// so fields are counted from the last ')').
+func readStat(pid int) (launch.ProcInfo, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return launch.ProcInfo{}, err
+	}
+	open, closing := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
+	if open < 0 || closing < open {
+		return launch.ProcInfo{}, fmt.Errorf("malformed stat for pid %d", pid)
+	}
+	f := strings.Fields(string(b[closing+1:]))
+	if len(f) < 4 {
+		return launch.ProcInfo{}, fmt.Errorf("short stat for pid %d", pid)
+	}
+	info := launch.ProcInfo{Pid: pid, State: f[0], Comm: string(b[open+1 : closing])}
+	for i, dst := range []*int{&info.PPid, &info.Pgid, &info.Sid} {
+		if *dst, err = strconv.Atoi(f[i+1]); err != nil {
+			return launch.ProcInfo{}, err
+		}
+	}
+	return info, nil
+}
+
+// environValue reads one variable of another process's environment.
+func environValue(pid int, key string) string {
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/environ")
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, 1<<20))
+	if err != nil {
+		return ""
+	}
+	for entry := range bytes.SplitSeq(b, []byte{0}) {
+		if v, ok := bytes.CutPrefix(entry, []byte(key+"=")); ok {
+			return string(v)
+		}
+	}
+	return ""
+}
+
+// signalExternal is used when no chaos fault carries the shutdown.
+func signalExternal(pid int, sig string) error {
+	s := syscall.SIGTERM
+	if strings.Contains(strings.ToUpper(sig), "KILL") {
+		s = syscall.SIGKILL
+	}
+	return syscall.Kill(pid, s)
+}

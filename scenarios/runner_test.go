@@ -1,0 +1,81 @@
+package scenarios
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// tiny is a short real run: two pipelines, a crash and a hung queue, a
+// graceful shutdown, against the embedded manager with real workers. The
+// hang is healed before the hang bound (6 s here), so this test proves the
+// runner end to end and leaves hang detection to the hung-queue scenario.
+func tiny() *Scenario {
+	return &Scenario{
+		Name: "tiny", Seed: 11,
+		Duration: Duration(10 * time.Second), WarmUp: Duration(2 * time.Second),
+		Heal: Duration(time.Second), Quiesce: Duration(time.Second),
+		Pipelines: 2, Clients: 2, Rate: 4,
+		Schedule: []FaultAt{
+			{At: Duration(time.Second), Fault: "crash", Target: 1},
+			{At: Duration(2 * time.Second), Fault: "hang_queue", Target: 2, For: Duration(4 * time.Second)},
+		},
+		Manager: map[string]string{
+			"STREAM_MANAGER_HEALTH_CHECK_INTERVAL":    "0.5",
+			"STREAM_MANAGER_HEALTH_CHECK_TIMEOUT":     "1",
+			"STREAM_MANAGER_QUEUE_TIMEOUT":            "2",
+			"STREAM_MANAGER_TERMINATION_GRACE_PERIOD": "1",
+			"STREAM_MANAGER_PROCESS_JOIN_TIMEOUT":     "3",
+		},
+	}
+}
+
+func TestRunEmbedded(t *testing.T) {
+	dir := t.TempDir()
+	rep, err := Run(t.Context(), tiny(), testWorkers(Options{Out: dir, Progress: t.Output()}))
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	for _, f := range []string{"history.jsonl", "schedule.jsonl", "report.json", "scenario.yaml", "seed"} {
+		if st, err := os.Stat(filepath.Join(dir, f)); err != nil || st.Size() == 0 {
+			t.Errorf("%s: missing or empty (%v)", f, err)
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Valid    bool
+		Seed     int64
+		Scenario string
+	}
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Seed != 11 || got.Scenario != "tiny" {
+		t.Errorf("report.json names %s seed %d, want tiny seed 11", got.Scenario, got.Seed)
+	}
+	d := rep.Data
+	if d.Shutdown.Signal != "SIGTERM" || d.Shutdown.Exited == 0 {
+		t.Errorf("shutdown %+v: want a SIGTERM and an exit", d.Shutdown)
+	}
+	fired := map[string]bool{}
+	for _, o := range d.Ops {
+		if o.Process == Nemesis && o.Type == OpOK {
+			fired[o.F] = true
+		}
+	}
+	for _, f := range []string{"crash", "hang_queue", FaultManagerSIGTERM} {
+		if !fired[f] {
+			t.Errorf("%s never fired", f)
+		}
+	}
+	if !strings.HasPrefix(rep.Replay, "corral run tiny --seed 11") {
+		t.Errorf("replay %q", rep.Replay)
+	}
+	Require(t, rep)
+}
