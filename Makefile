@@ -18,7 +18,13 @@ build:
 # least once, ending in a shutdown under load) against the embedded manager,
 # about a minute; the summary is printed and the run folder kept under runs/.
 run: build
-	$(BIN) run smoke
+	@if curl -fs --max-time 1 http://127.0.0.1:13133/status >/dev/null 2>&1; then \
+		echo "make run: Jaeger is up (make jaeger): exporting traces to http://127.0.0.1:4318, query at http://127.0.0.1:16686"; \
+		OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf $(BIN) run smoke; \
+	else \
+		echo "make run: no Jaeger on 127.0.0.1 (make jaeger starts one); traces are kept in the run folder's traces.json"; \
+		$(BIN) run smoke; \
+	fi
 
 # The whole suite, with the race detector; goroutine leaks are checked in
 # each package's TestMain.

@@ -13,7 +13,9 @@
 //     command spans and sampled frame spans, children of the manager's.
 //   - Call and Traceparent trace the protocol client.
 //   - Setup builds providers from the standard OTEL_* environment, with a
-//     trace file (FileExporter, OTLP/JSON lines) and a Prometheus reader.
+//     trace file (FileExporter, OTLP/JSON lines) and a Prometheus reader;
+//     NewTracerProvider builds the same tracer provider without touching
+//     the globals, for a host that traces several services in one process.
 //
 // Every function takes the global providers unless given
 // WithTracerProvider or WithMeterProvider. Metric names are under

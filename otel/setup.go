@@ -26,6 +26,8 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 )
 
 // Environment variables Setup reads (besides those the OTLP exporters and
@@ -213,60 +215,23 @@ func Setup(ctx context.Context, opts ...SetupOption) (shutdown func(context.Cont
 	if isTrue(c.env(envSDKDisabled)) {
 		return func(context.Context) error { return nil }, nil
 	}
-	var problems []error
-	res, perr := c.resource()
-	problems = append(problems, perr...)
-	sampler, serr := c.sampler()
-	if serr != nil {
-		problems = append(problems, serr)
+	res, problems := c.resource()
+	tp, abandon, more, err := c.tracerProvider(ctx, res)
+	if err != nil {
+		return nil, err
 	}
-
-	var exporters []sdktrace.SpanExporter
-	closeAll := func() {
-		for _, e := range exporters {
-			_ = e.Shutdown(context.Background())
-		}
-	}
-	path := c.env(EnvTraceFile)
-	if c.traceFile != nil {
-		path = *c.traceFile
-	}
-	if path != "" {
-		fe, err := NewFileExporter(path)
-		if err != nil {
-			return nil, err
-		}
-		exporters = append(exporters, fe)
-	}
-	more, eerr := c.spanExporters(ctx)
-	exporters = append(exporters, more...)
-	problems = append(problems, eerr...)
+	problems = append(problems, more...)
 
 	var mp *sdkmetric.MeterProvider
 	if c.registerer != nil {
 		pe, err := prometheus.New(prometheus.WithRegisterer(c.registerer))
 		if err != nil {
-			closeAll()
+			abandon()
+			_ = tp.Shutdown(context.Background())
 			return nil, fmt.Errorf("otel: prometheus exporter: %w", err)
 		}
 		mp = sdkmetric.NewMeterProvider(sdkmetric.WithResource(res), sdkmetric.WithReader(pe))
 	}
-
-	// life bounds every export: shutdown cancels it once its own bound has
-	// passed, so no export outlives the host's shutdown.
-	life, abandon := context.WithCancel(context.Background())
-	tpOpts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithSampler(sampler)}
-	var batchOpts []sdktrace.BatchSpanProcessorOption
-	if c.batchTimeout > 0 {
-		batchOpts = append(batchOpts, sdktrace.WithBatchTimeout(c.batchTimeout))
-	}
-	for _, e := range exporters {
-		tpOpts = append(tpOpts, sdktrace.WithBatcher(boundedExporter{SpanExporter: e, life: life}, batchOpts...))
-	}
-	for _, p := range c.processors {
-		tpOpts = append(tpOpts, sdktrace.WithSpanProcessor(p))
-	}
-	tp := sdktrace.NewTracerProvider(tpOpts...)
 
 	otelglobal.SetTracerProvider(tp)
 	if mp != nil {
@@ -281,7 +246,79 @@ func Setup(ctx context.Context, opts ...SetupOption) (shutdown func(context.Cont
 	for _, p := range problems {
 		c.log.Warn("telemetry configuration ignored", "err", p)
 	}
+	return c.boundedShutdown(tp, mp, abandon), nil
+}
 
+// NewTracerProvider builds the tracer provider Setup would install, from
+// the same options and environment, and installs nothing: no global
+// provider, propagator or error handler (export errors go to the global
+// otel.Handle). It is for a host that traces several services in one
+// process, or must not touch the globals of the process it runs in: the
+// scenarios harness traces its embedded manager as "corral" and its own
+// clients as "corral-harness" inside a user's test binary. WithPrometheus
+// does not apply. With OTEL_SDK_DISABLED=true it returns a no-op provider.
+// shutdown is bounded as Setup's is, and safe to call twice.
+func NewTracerProvider(ctx context.Context, opts ...SetupOption) (tp trace.TracerProvider, shutdown func(context.Context) error, err error) {
+	c := newSetupConfig(opts)
+	if isTrue(c.env(envSDKDisabled)) {
+		return tracenoop.NewTracerProvider(), func(context.Context) error { return nil }, nil
+	}
+	res, problems := c.resource()
+	sdk, abandon, more, err := c.tracerProvider(ctx, res)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, p := range append(problems, more...) {
+		c.log.Warn("telemetry configuration ignored", "err", p)
+	}
+	return sdk, c.boundedShutdown(sdk, nil, abandon), nil
+}
+
+// tracerProvider builds the SDK tracer provider with every configured
+// exporter; abandon ends the exports still in flight. Only a trace file
+// that cannot be opened is an error; other problems are returned to log.
+func (c setupConfig) tracerProvider(ctx context.Context, res *resource.Resource) (tp *sdktrace.TracerProvider, abandon func(), problems []error, err error) {
+	sampler, serr := c.sampler()
+	if serr != nil {
+		problems = append(problems, serr)
+	}
+	var exporters []sdktrace.SpanExporter
+	path := c.env(EnvTraceFile)
+	if c.traceFile != nil {
+		path = *c.traceFile
+	}
+	if path != "" {
+		fe, err := NewFileExporter(path)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		exporters = append(exporters, fe)
+	}
+	more, eerr := c.spanExporters(ctx)
+	exporters = append(exporters, more...)
+	problems = append(problems, eerr...)
+
+	// life bounds every export: shutdown cancels it once its own bound has
+	// passed, so no export outlives the host's shutdown.
+	life, cancel := context.WithCancel(context.Background())
+	tpOpts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithSampler(sampler)}
+	var batchOpts []sdktrace.BatchSpanProcessorOption
+	if c.batchTimeout > 0 {
+		batchOpts = append(batchOpts, sdktrace.WithBatchTimeout(c.batchTimeout))
+	}
+	for _, e := range exporters {
+		tpOpts = append(tpOpts, sdktrace.WithBatcher(boundedExporter{SpanExporter: e, life: life}, batchOpts...))
+	}
+	for _, p := range c.processors {
+		tpOpts = append(tpOpts, sdktrace.WithSpanProcessor(p))
+	}
+	return sdktrace.NewTracerProvider(tpOpts...), cancel, problems, nil
+}
+
+// boundedShutdown flushes and stops the providers (mp may be nil) within
+// the shutdown timeout or ctx, then abandons exports still in flight. The
+// returned function is safe to call twice.
+func (c setupConfig) boundedShutdown(tp *sdktrace.TracerProvider, mp *sdkmetric.MeterProvider, abandon func()) func(context.Context) error {
 	var once sync.Once
 	var shutdownErr error
 	return func(ctx context.Context) error {
@@ -296,7 +333,7 @@ func Setup(ctx context.Context, opts ...SetupOption) (shutdown func(context.Cont
 			shutdownErr = errors.Join(errs...)
 		})
 		return shutdownErr
-	}, nil
+	}
 }
 
 func (c setupConfig) resource() (*resource.Resource, []error) {

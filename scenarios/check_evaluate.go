@@ -305,6 +305,10 @@ type faultWindow struct {
 	Start, End int64
 	Healed     bool
 	Observed   map[string]any
+	// HealObserved is the observation its heal op recorded, nil if none.
+	// For faults that work in the background (client faults) only this
+	// one is complete.
+	HealObserved map[string]any
 }
 
 // nemesisFaults pairs every fired fault with its heal.
@@ -339,6 +343,9 @@ func nemesisFaults(d *RunData) []faultWindow {
 				if c := v.completion(h); c != nil {
 					used[h.Index] = true
 					w.End, w.Healed = c.Time, true
+					if c.Type == OpOK {
+						w.HealObserved = valueFields(c.Value)
+					}
 					break
 				}
 				continue

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/corral-dev/corral/chaos"
 )
 
 // checkFaultCoverage: each fault of the plan fired (the nemesis recorded
@@ -86,6 +88,12 @@ func checkFaultCoverage(d *RunData) Result {
 			if !hangSeen(d, v, w, wEnd) {
 				unknown = append(unknown, fmt.Sprintf("%s: fired (%s) but no timeout or removal of %s was seen", name, describeOp(w.OK), w.PipelineID))
 			}
+		case isClientFault(w.F):
+			if msg, ok := clientFaultOutcome(w); ok {
+				notes = append(notes, fmt.Sprintf("%s: fired (%s); %s", name, describeOp(w.OK), msg))
+			} else {
+				unknown = append(unknown, fmt.Sprintf("%s: fired (%s) but %s", name, describeOp(w.OK), msg))
+			}
 		case w.F == "stale_responses" || w.F == "garbage_output":
 			notes = append(notes, fmt.Sprintf("%s: fired (%s); the run data holds no stale-response counter, counted as observed",
 				name, describeOp(w.OK)))
@@ -103,6 +111,36 @@ func checkFaultCoverage(d *RunData) Result {
 			Details: capDetails(details)}
 	}
 	return Result{Verdict: Valid, Summary: fmt.Sprintf("all %d planned faults fired and were observed", fired), Details: capDetails(details)}
+}
+
+// isClientFault reports whether f is a client-level fault of the chaos
+// catalogue: one that misbehaves on the wire in the background.
+func isClientFault(f string) bool {
+	c, ok := chaos.Lookup(f)
+	return ok && c.Level() == chaos.LevelClient
+}
+
+// clientFaultOutcome judges a client fault by the observation its heal
+// recorded, the only complete one (the injection returns while the
+// misbehaving client is still at work): ok when the client did its part
+// against the manager, with a summary of what it saw, or why not.
+func clientFaultOutcome(w faultWindow) (string, bool) {
+	obs := w.HealObserved
+	switch {
+	case obs == nil:
+		return "its outcome was never recorded (no completed heal)", false
+	case obs["error"] != nil:
+		return fmt.Sprintf("it never reached the manager: %v", obs["error"]), false
+	case obs["done"] == false:
+		return "it was still running when its outcome was recorded", false
+	}
+	var seen []string
+	for _, k := range []string{"bytes_sent", "dropped_by_server", "answer", "error_type", "invalid_payload", "answered", "unanswered"} {
+		if v, ok := obs[k]; ok {
+			seen = append(seen, fmt.Sprintf("%s=%v", k, v))
+		}
+	}
+	return "saw " + strings.Join(seen, " "), true
 }
 
 // hangSeen reports whether a hang had a visible effect: the pipeline was

@@ -306,6 +306,25 @@ func TestCheckFaultCoverage(t *testing.T) {
 		{"stale responses counted when fired", run(plan(fault("stale_responses", time.Second)), func(h *hist) {
 			h.fault(1000, 2000, "stale_responses", "p1", nil)
 		}), Valid, "no stale-response counter"},
+		// Client faults return while the client is still at work: only the
+		// heal's observation says whether it reached the manager.
+		{"client fault judged by its heal", run(plan(fault("client_burst", time.Second)), func(h *hist) {
+			h.call(1000, 1, Nemesis, "client_burst", "", OpOK, map[string]any{"clients": 20, "done": false}, "")
+			h.call(1001, 300, Nemesis, healPrefix+"client_burst", "", OpOK,
+				map[string]any{"clients": 20, "done": true, "answered": 20, "unanswered": 0}, "")
+		}), Valid, "saw answered=20 unanswered=0"},
+		{"client fault that never reached the manager", run(plan(fault("client_stall", time.Second)), func(h *hist) {
+			h.call(1000, 1, Nemesis, "client_stall", "", OpOK, map[string]any{"done": false}, "")
+			h.call(4000, 1, Nemesis, healPrefix+"client_stall", "", OpOK,
+				map[string]any{"done": true, "error": "dial tcp 127.0.0.1:1: connect: connection refused"}, "")
+		}), Unknown, "never reached the manager: dial tcp"},
+		{"client fault with no outcome recorded", run(plan(fault("malformed_frame", time.Second)), func(h *hist) {
+			h.call(1000, 1, Nemesis, "malformed_frame", "", OpOK, map[string]any{"cases": 6, "done": false}, "")
+		}), Unknown, "outcome was never recorded"},
+		{"client fault still running at its heal", run(plan(fault("oversized_frame", time.Second)), func(h *hist) {
+			h.call(1000, 1, Nemesis, "oversized_frame", "", OpOK, map[string]any{"done": false}, "")
+			h.call(1001, 1, Nemesis, healPrefix+"oversized_frame", "", OpOK, map[string]any{"done": false}, "")
+		}), Unknown, "still running"},
 		{"second of two never fired", run(plan(fault("crash", time.Second), fault("crash", 2*time.Second)), func(h *hist) {
 			h.fault(1000, 0, "crash", "p1", map[string]any{"pid": 101})
 		}, inspectAt(1500, nil)), Invalid, "crash planned at 2s"},

@@ -387,6 +387,10 @@ func traceViews(d *RunData) ([]traceView, string) {
 		return nil, "No operation failed or went unanswered."
 	}
 	spans, note := loadTraces(d, want)
+	if !d.Embedded && d.TracesFile != "" {
+		note = strings.TrimSpace("The manager under test ran elsewhere (--target): traces.json holds the harness's client and fault spans; " +
+			"the manager's and its workers' spans are wherever that server exports them (its OTEL_* settings or --trace-file). " + note)
+	}
 	var out []traceView
 	for _, f := range fs {
 		if len(out) == maxTraces {
@@ -410,6 +414,22 @@ func traceViews(d *RunData) ([]traceView, string) {
 		out = append(out, tv)
 	}
 	return out, note
+}
+
+// serviceRole is how the waterfall colours a service: the manager exports
+// as "corral", its workers as "corral-worker", the harness as
+// "corral-harness" and the CLI as "corral-client".
+func serviceRole(service string) string {
+	s := strings.ToLower(service)
+	switch {
+	case strings.Contains(s, "worker"):
+		return "worker"
+	case strings.Contains(s, "client"), strings.Contains(s, "harness"):
+		return "client"
+	case s == "corral", strings.Contains(s, "manager"):
+		return "manager"
+	}
+	return "other"
 }
 
 // waterfall lays out a trace's spans: parents before children, children
@@ -453,13 +473,7 @@ func waterfall(tv *traceView, spans []traceSpan) {
 		visited[i] = true
 		s := spans[i]
 		y := plotTop + float64(len(tv.Spans))*spanRow
-		class := "svc-other"
-		for _, k := range []string{"client", "manager", "worker"} {
-			if strings.Contains(strings.ToLower(s.Service), k) {
-				class = "svc-" + k
-				break
-			}
-		}
+		class := "svc-" + serviceRole(s.Service)
 		if s.Error {
 			class += " span-error"
 		}

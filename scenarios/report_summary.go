@@ -87,6 +87,15 @@ func PrintSummary(w io.Writer, rep *Report) {
 	if rep.Dir != "" {
 		fmt.Fprintf(w, "run folder: %s\n", rep.Dir)
 	}
+	if d := rep.Data; d != nil && d.TracesFile != "" {
+		fmt.Fprintf(w, "traces: %s\n", d.TracesFile)
+		if d.TraceURL != "" {
+			fmt.Fprintf(w, "jaeger: %s (traces exported as services corral, corral-worker, corral-harness)\n", d.TraceURL)
+		}
+		if !d.Embedded {
+			fmt.Fprintln(w, "        (the --target manager's spans are wherever that server exports them)")
+		}
+	}
 }
 
 // fmtSeconds shows a latency in seconds with a readable unit.

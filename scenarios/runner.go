@@ -20,6 +20,7 @@ import (
 	"github.com/corral-dev/corral/manager"
 	"github.com/corral-dev/corral/manager/launch"
 	"github.com/corral-dev/corral/manager/protocol"
+	corralotel "github.com/corral-dev/corral/otel"
 )
 
 // Phases of a run, as census samples and progress lines name them; the
@@ -87,6 +88,7 @@ type runner struct {
 	start  time.Time
 
 	tgt         *target
+	tr          *runTracing
 	hist        *History
 	client      *protocol.Client // workload commands
 	faultClient *protocol.Client // chaos target
@@ -136,8 +138,15 @@ func Run(ctx context.Context, sc *Scenario, o Options) (*Report, error) {
 	defer cancel()
 
 	r.setPhase(PhaseStart)
+	if r.tr, err = startTracing(ctx, r.dir, o.Target == "", log); err != nil {
+		return nil, err
+	}
+	// Deferred before the target's close, so that a run that fails early
+	// flushes after the manager has stopped; normally the flush below
+	// comes first and this one does nothing.
+	defer r.tr.flush()
 	if o.Target == "" {
-		r.tgt, err = startEmbedded(r.cfg, o, r.dir, log)
+		r.tgt, err = startEmbedded(r.cfg, o, r.dir, log, r.tr)
 	} else {
 		r.tgt, err = connectExternal(ctx, o.Target, o.TargetPid)
 	}
@@ -146,8 +155,10 @@ func Run(ctx context.Context, sc *Scenario, o Options) (*Report, error) {
 	}
 	defer r.tgt.close()
 	opBound := r.cfg.QueueTimeout + r.cfg.TerminationGracePeriod + r.cfg.ProcessJoinTimeout + 2*time.Second
-	r.client = &protocol.Client{Addr: r.tgt.addr, Timeout: opBound}
-	r.faultClient = &protocol.Client{Addr: r.tgt.addr, Timeout: opBound}
+	// Both clients send the traceparent of the span in their ctx: the
+	// harness's CLIENT and fault spans (see runner_traces.go).
+	r.client = &protocol.Client{Addr: r.tgt.addr, Timeout: opBound, Traceparent: corralotel.Traceparent()}
+	r.faultClient = &protocol.Client{Addr: r.tgt.addr, Timeout: opBound, Traceparent: corralotel.Traceparent()}
 
 	histFile, err := os.Create(filepath.Join(r.dir, "history.jsonl"))
 	if err != nil {
@@ -159,6 +170,11 @@ func Run(ctx context.Context, sc *Scenario, o Options) (*Report, error) {
 	r.progress.begin(r)
 	runErr := r.play(ctx)
 	r.progress.end()
+	// Every span of the run is in traces.json before the report reads it
+	// (workers flushed theirs when they exited).
+	if err := r.tr.flush(); err != nil {
+		log.Warn("traces.json may be incomplete", "err", err)
+	}
 	if err := r.hist.Err(); err != nil {
 		runErr = errors.Join(runErr, fmt.Errorf("scenarios: writing history.jsonl: %w", err))
 	}
@@ -341,6 +357,7 @@ func (r *runner) data() *RunData {
 		Scenario: r.sc, Seed: r.seed, Start: r.start, Dir: r.dir, Embedded: r.tgt.embedded,
 		Plan: r.plan, Ops: r.hist.Ops(), Census: r.census, Inspects: r.inspects,
 		Bounds: r.bounds, Shutdown: r.shutdownRec, Replay: r.replay(),
+		TracesFile: r.tr.file, TraceURL: r.tr.url,
 	}
 }
 

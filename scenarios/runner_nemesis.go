@@ -2,6 +2,7 @@ package scenarios
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -26,9 +27,38 @@ type active struct {
 // runNemesis plays the plan's faults at their planned times, heals each
 // after its duration, heals everything still active when the heal phase
 // begins, and ends the run with the planned shutdown.
+//
+// A fault planned to last past the shutdown (at + for beyond it) is meant
+// to meet it, e.g. ignore_sigterm in shutdown-under-load: it stays
+// injected through the heal phase and the shutdown signal, and is healed
+// once the shutdown is over. Healing every fault first would make such a
+// scenario unable to show what its name says.
 func (r *runner) runNemesis(ctx context.Context, entries []PlanEntry) {
 	var act []*active
 	healedAll := false
+	shutdownAt := time.Duration(-1)
+	for _, e := range entries {
+		if e.F == FaultManagerSIGTERM || e.F == FaultManagerSIGKILL {
+			shutdownAt = e.At.D()
+			break
+		}
+	}
+	meetsShutdown := func(a *active) bool {
+		return shutdownAt >= 0 && a.e.For > 0 && a.e.At.D()+a.e.For.D() > shutdownAt
+	}
+	// healAll heals every active fault, but those planned to meet the
+	// shutdown unless it is over.
+	healAll := func(shutdownOver bool) {
+		keep := act[:0]
+		for _, a := range act {
+			if !shutdownOver && meetsShutdown(a) {
+				keep = append(keep, a)
+				continue
+			}
+			r.heal(ctx, a)
+		}
+		act = keep
+	}
 	defer func() {
 		// Nothing may stay injected past the run, whatever ended it.
 		for _, a := range act {
@@ -54,10 +84,7 @@ func (r *runner) runNemesis(ctx context.Context, entries []PlanEntry) {
 		now := r.since()
 		if !healedAll && now >= r.tl.Heal {
 			healedAll = true
-			for _, a := range act {
-				r.heal(ctx, a)
-			}
-			act = nil
+			healAll(false)
 		}
 		keep := act[:0]
 		for _, a := range act {
@@ -72,11 +99,9 @@ func (r *runner) runNemesis(ctx context.Context, entries []PlanEntry) {
 			e := entries[0]
 			entries = entries[1:]
 			if e.F == FaultManagerSIGTERM || e.F == FaultManagerSIGKILL {
-				for _, a := range act {
-					r.heal(ctx, a)
-				}
-				act = nil
+				healAll(false)
 				r.shutdown(ctx, e)
+				healAll(true)
 				continue
 			}
 			if a := r.inject(ctx, e); a != nil {
@@ -99,31 +124,45 @@ func (r *runner) inject(ctx context.Context, e PlanEntry) *active {
 		id = r.waitTarget(ctx, e.Target)
 	}
 	inv := r.hist.Invoke(Nemesis, e.F, e.Target, id, faultValue(e))
+	fs := r.tr.startFault(ctx, inv)
+	fail := func(msg string) *active {
+		fs.end(nil, errors.New(msg))
+		r.hist.Complete(inv, OpFail, "", nil, msg, fs.traceID())
+		return nil
+	}
 	switch {
 	case !known:
-		r.hist.Complete(inv, OpFail, "", nil, fmt.Sprintf("unknown fault %q", e.F), "")
-		return nil
+		return fail(fmt.Sprintf("unknown fault %q", e.F))
 	case f.NeedsPipeline() && id == "":
-		r.hist.Complete(inv, OpFail, "", nil, fmt.Sprintf("%s has no live pipeline id (waited %s)", describeTarget(e.Target, ""), targetWait), "")
-		return nil
+		return fail(fmt.Sprintf("%s has no live pipeline id (waited %s)", describeTarget(e.Target, ""), targetWait))
 	}
 	// Inject's context also owns background work (client faults), so it is
-	// the run's, not a per-call one; each fault bounds its own steps.
-	inj, err := f.Inject(ctx, r.chaosTarget(), chaos.Spec{Fault: e.F, PipelineID: id, Params: e.Params, For: e.For.D()})
+	// the run's, not a per-call one; each fault bounds its own steps. It
+	// carries the fault's span: the commands the fault sends join its trace.
+	inj, err := f.Inject(fs.ctx, r.chaosTarget(), chaos.Spec{Fault: e.F, PipelineID: id, Params: e.Params, For: e.For.D()})
 	if err != nil {
-		r.hist.Complete(inv, OpFail, "", nil, err.Error(), "")
-		return nil
+		return fail(err.Error())
 	}
-	r.hist.Complete(inv, OpOK, "", inj.Observed(), "", "")
+	obs := inj.Observed()
+	fs.end(obs, nil)
+	r.hist.Complete(inv, OpOK, "", obs, "", fs.traceID())
 	r.faultsFired.Add(1)
-	if e.For <= 0 {
-		// Instant: nothing to undo, but the injection may own resources.
-		hctx, cancel := context.WithTimeout(ctx, healBound)
-		_ = inj.Heal(hctx)
-		cancel()
+	a := &active{e: e, id: id, inj: inj, healAt: r.since() + e.For.D()}
+	if e.For > 0 {
+		return a
+	}
+	// Instant: nothing to undo, but the injection may own resources. A
+	// client-level fault works in the background and its Observed is only
+	// complete after Heal (what the server answered, whether it dropped
+	// the connection), so its final observation is recorded as a heal op.
+	if f.Level() == chaos.LevelClient {
+		r.heal(ctx, a)
 		return nil
 	}
-	return &active{e: e, id: id, inj: inj, healAt: r.since() + e.For.D()}
+	hctx, cancel := context.WithTimeout(ctx, healBound)
+	_ = inj.Heal(hctx)
+	cancel()
+	return nil
 }
 
 // heal undoes one fault, recorded as its own operation heal:<fault>.
@@ -134,11 +173,32 @@ func (r *runner) heal(ctx context.Context, a *active) {
 	hctx, cancel := context.WithTimeout(ctx, healBound)
 	defer cancel()
 	inv := r.hist.Invoke(Nemesis, healPrefix+a.e.F, a.e.Target, a.id, nil)
-	if err := a.inj.Heal(hctx); err != nil {
-		r.hist.Complete(inv, OpFail, "", nil, err.Error(), "")
+	fs := r.tr.startFault(hctx, inv)
+	err := a.inj.Heal(fs.ctx)
+	obs := a.inj.Observed()
+	if err != nil && r.managerExited() {
+		// A fault that met the shutdown: its worker went with the manager,
+		// and the heal could only fail to reach it.
+		obs["heal"] = "nothing left to heal: the manager has exited (" + err.Error() + ")"
+		err = nil
+	}
+	if err != nil {
+		fs.end(nil, err)
+		r.hist.Complete(inv, OpFail, "", nil, err.Error(), fs.traceID())
 		return
 	}
-	r.hist.Complete(inv, OpOK, "", a.inj.Observed(), "", "")
+	fs.end(obs, nil)
+	r.hist.Complete(inv, OpOK, "", obs, "", fs.traceID())
+}
+
+// managerExited reports whether the manager under test has exited.
+func (r *runner) managerExited() bool {
+	select {
+	case <-r.tgt.exited:
+		return true
+	default:
+		return false
+	}
 }
 
 // waitTarget returns logical pipeline k's live id, waiting a little for
@@ -184,8 +244,14 @@ func (r *runner) shutdown(ctx context.Context, e PlanEntry) {
 		sig = "SIGKILL"
 	}
 	inv := r.hist.Invoke(Nemesis, e.F, 0, "", faultValue(e))
+	// The fault's span covers the signal and the wait for the exit.
+	fs := r.tr.startFault(ctx, inv)
+	fail := func(msg string) {
+		fs.end(nil, errors.New(msg))
+		r.hist.Complete(inv, OpFail, "", nil, msg, fs.traceID())
+	}
 	if r.tgt.signal == nil && r.tgt.managerPid <= 0 {
-		r.hist.Complete(inv, OpFail, "", nil, "the manager's pid is unknown (pass --target-pid): it was not shut down", "")
+		fail("the manager's pid is unknown (pass --target-pid): it was not shut down")
 		return
 	}
 	requested := time.Now()
@@ -194,9 +260,9 @@ func (r *runner) shutdown(ctx context.Context, e PlanEntry) {
 	r.mu.Unlock()
 	var obs map[string]any
 	if f, ok := chaos.Lookup(e.F); ok {
-		inj, err := f.Inject(ctx, r.chaosTarget(), chaos.Spec{Fault: e.F, Params: e.Params})
+		inj, err := f.Inject(fs.ctx, r.chaosTarget(), chaos.Spec{Fault: e.F, Params: e.Params})
 		if err != nil {
-			r.hist.Complete(inv, OpFail, "", nil, err.Error(), "")
+			fail(err.Error())
 			return
 		}
 		obs = inj.Observed()
@@ -209,7 +275,7 @@ func (r *runner) shutdown(ctx context.Context, e PlanEntry) {
 			err = signalExternal(r.tgt.managerPid, sig)
 		}
 		if err != nil {
-			r.hist.Complete(inv, OpFail, "", nil, err.Error(), "")
+			fail(err.Error())
 			return
 		}
 	}
@@ -234,5 +300,6 @@ func (r *runner) shutdown(ctx context.Context, e PlanEntry) {
 	case <-ctx.Done():
 		obs["note"] = "the run was cancelled before the manager exited"
 	}
-	r.hist.Complete(inv, OpOK, "", obs, "", "")
+	fs.end(obs, nil)
+	r.hist.Complete(inv, OpOK, "", obs, "", fs.traceID())
 }

@@ -26,7 +26,7 @@ const (
 // A sample that times out is skipped: a manager that stops answering shows
 // in the clients' history, not here.
 func (r *runner) sample(ctx context.Context) {
-	c := &protocol.Client{Addr: r.tgt.addr, Timeout: time.Second}
+	c := &protocol.Client{Addr: r.tgt.addr, Timeout: time.Second, Traceparent: unsampledTraceparent}
 	inspect := time.NewTicker(inspectEvery)
 	defer inspect.Stop()
 	census := time.NewTicker(censusEvery)

@@ -66,12 +66,15 @@ func (t *target) exit() (time.Time, int, string) {
 
 // startEmbedded starts the reference manager in this process with real
 // worker processes and serves it on a free loopback port.
-func startEmbedded(cfg manager.Config, o Options, dir string, log *slog.Logger) (*target, error) {
+// Its commands and events are traced through tr, and its workers append
+// their spans to the same traces.json.
+func startEmbedded(cfg manager.Config, o Options, dir string, log *slog.Logger, tr *runTracing) (*target, error) {
 	stderr, err := os.Create(filepath.Join(dir, "workers.log"))
 	if err != nil {
 		return nil, err
 	}
-	procs, err := launch.NewProcesses(launch.ProcessConfig{Command: o.WorkerCommand, Env: o.WorkerEnv,
+	env := append(tr.workerEnv(), o.WorkerEnv...)
+	procs, err := launch.NewProcesses(launch.ProcessConfig{Command: o.WorkerCommand, Env: env,
 		Stderr: stderr, Subreaper: true, Log: log})
 	if err != nil {
 		stderr.Close()
@@ -81,7 +84,8 @@ func startEmbedded(cfg manager.Config, o Options, dir string, log *slog.Logger) 
 	if o.WrapLauncher != nil {
 		launcher = o.WrapLauncher(procs)
 	}
-	m, err := manager.New(cfg, manager.Options{Launcher: launcher, Log: log, Hook: manager.LogEvents(log)})
+	m, err := manager.New(cfg, manager.Options{Launcher: launcher, Log: log,
+		Hook: manager.Hooks(manager.LogEvents(log), tr.hook())})
 	if err != nil {
 		_ = launcher.Close()
 		stderr.Close()
@@ -93,7 +97,7 @@ func startEmbedded(cfg manager.Config, o Options, dir string, log *slog.Logger) 
 		stderr.Close()
 		return nil, err
 	}
-	mws := append([]manager.Middleware{manager.Recover(log)}, o.Middleware...)
+	mws := append([]manager.Middleware{manager.Recover(log), tr.middleware()}, o.Middleware...)
 	srv := manager.NewServer(manager.Chain(m, mws...), cfg, log)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()

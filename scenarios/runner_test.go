@@ -77,5 +77,6 @@ func TestRunEmbedded(t *testing.T) {
 	if !strings.HasPrefix(rep.Replay, "corral run tiny --seed 11") {
 		t.Errorf("replay %q", rep.Replay)
 	}
+	checkRunTraces(t, rep)
 	Require(t, rep)
 }

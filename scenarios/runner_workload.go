@@ -142,7 +142,7 @@ func (r *runner) command(ctx context.Context, process, f string, k int) {
 		fields = map[string]any{"excluded_fields": []string{}}
 	}
 	inv := r.hist.Invoke(process, f, k, id, nil)
-	resp, err := r.client.Call(ctx, f, id, fields)
+	resp, traceID, err := r.tr.call(ctx, r.client, inv, k, fields)
 	typ, errText := classify(err)
 	var value any
 	if resp.Status != "" {
@@ -155,7 +155,7 @@ func (r *runner) command(ctx context.Context, process, f string, k int) {
 	if f == protocol.TypeInit {
 		pid = resp.PipelineID
 	}
-	r.hist.Complete(inv, typ, pid, value, errText, resp.TraceID)
+	r.hist.Complete(inv, typ, pid, value, errText, traceID)
 	if k == 0 {
 		return
 	}
