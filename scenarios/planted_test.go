@@ -281,7 +281,13 @@ func plantedBugs() []plantedBug {
 		{"real manager", plantedScenario, none, nil},
 		{"real manager, failing inits", badCameraScenario, none, nil},
 		{"no response timeout", plantedScenario, func(*testing.T) Options {
-			return Options{Configure: func(c *manager.Config) { c.QueueTimeout, c.CommandTimeoutFloor = time.Hour, time.Hour }}
+			// Upstream waits forever everywhere between manager and worker,
+			// probes included; with probes still bounded, the health loop
+			// would catch the hang and answer the stuck requests.
+			return Options{Configure: func(c *manager.Config) {
+				c.QueueTimeout, c.CommandTimeoutFloor = time.Hour, time.Hour
+				c.HealthCheckTimeout, c.ProbeTimeoutFloor = time.Hour, time.Hour
+			}}
 		}, []string{CheckRequestsAnswered}},
 		{"health probe holds the table lock", plantedScenario, func(*testing.T) Options {
 			return Options{Middleware: []manager.Middleware{tableLock()}}

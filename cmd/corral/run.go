@@ -34,22 +34,6 @@ func (f *runFlags) bind(fs *flag.FlagSet) {
 	fs.IntVar(&f.targetPid, "target-pid", 0, "pid of the --target manager, to shut it down and count its processes")
 }
 
-// parseInterleaved parses flags that may come before or after positional
-// arguments (corral run smoke --seed 3).
-func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		if fs.NArg() == 0 {
-			return pos, nil
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
-}
-
 // runCmd is `corral run [SCENARIO|FILE] [flags]`.
 func runCmd(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("corral run", flag.ContinueOnError)
@@ -60,7 +44,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(fs.Output(), "Usage: corral run [SCENARIO|FILE] [flags]\n\nRuns a scenario (default smoke; see corral scenarios) against an embedded\nmanager or --target, and writes history, schedule and reports to the run\nfolder. Exit status: 0 valid, 1 invalid or unknown, 2 usage or configuration error.\n\n")
 		fs.PrintDefaults()
 	}
-	pos, err := parseInterleaved(fs, args)
+	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -182,7 +166,7 @@ func replayCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(fs.Output(), "Usage: corral replay DIR [flags]\n\nReruns a run folder's scenario (DIR/scenario.yaml) with its seed (DIR/seed).\n\n")
 		fs.PrintDefaults()
 	}
-	pos, err := parseInterleaved(fs, args)
+	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
