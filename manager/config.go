@@ -142,12 +142,16 @@ func Settings() []Setting {
 	}
 }
 
-// ConfigError names the variable or flag that holds a bad value.
+// ConfigError names the variable (and, when the value may have come from
+// either, the flag) that holds a bad value.
 type ConfigError struct {
-	Name, Value, Rule string
+	Name, Flag, Value, Rule string
 }
 
 func (e *ConfigError) Error() string {
+	if e.Flag != "" {
+		return fmt.Sprintf("%s (--%s) = %q is invalid: %s", e.Name, e.Flag, e.Value, e.Rule)
+	}
 	return fmt.Sprintf("%s=%q is invalid: %s", e.Name, e.Value, e.Rule)
 }
 
@@ -179,7 +183,7 @@ func (c Config) Validate() error {
 	var errs []error
 	for _, s := range Settings() {
 		if !s.check(c) {
-			errs = append(errs, &ConfigError{Name: s.Env, Value: s.value(&c).String(), Rule: s.Rule})
+			errs = append(errs, &ConfigError{Name: s.Env, Flag: s.Flag, Value: s.value(&c).String(), Rule: s.Rule})
 		}
 	}
 	return errors.Join(errs...)
