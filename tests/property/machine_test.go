@@ -1,0 +1,442 @@
+package property
+
+import (
+	"context"
+	"os"
+	"slices"
+	"time"
+
+	"pgregory.net/rapid"
+
+	"github.com/corral-dev/corral/manager"
+	"github.com/corral-dev/corral/manager/launch"
+	"github.com/corral-dev/corral/manager/protocol"
+)
+
+// slack is added to every bound the manager documents: scheduling noise
+// under -race on 2 cores, not a tolerance for the manager's own waits.
+const slack = time.Second
+
+// tier is one way of running the machine.
+type tier struct {
+	cfg       manager.Config
+	maxLive   int  // init is skipped beyond this many pipelines
+	processes bool // real worker processes instead of in-memory ones
+	// strictHealth requires consecutive_failures >= MaxHealthFailures to
+	// imply marked_for_removal at every instant, checked from inside the
+	// event hook at the probe that reaches the maximum. Without it, such an
+	// entry must be marked (or gone) within a bound.
+	strictHealth bool
+	// concurrentInits adds the init_concurrent action, and a hook that is
+	// slow (as a logging or exporting hook can be) on the event of a newly
+	// started worker, which widens the window of the race it finds.
+	concurrentInits bool
+}
+
+// pipe is the model of one pipeline a client created.
+type pipe struct {
+	muted bool
+	// volatile says why the pipeline may leave the table by itself (a
+	// fault, a SIGSTOP, an unknown outcome); "" means it must stay until
+	// terminated.
+	volatile string
+}
+
+// machine is one rapid check: a manager, its event recorder, and the model.
+type machine struct {
+	tier  tier
+	cfg   manager.Config
+	m     *manager.Manager
+	h     manager.Handler
+	ev    *recorder
+	lat   *latencies
+	procs *launch.Processes // real-process tier only
+	null  *os.File          // workers' stderr, real-process tier only
+
+	live map[string]*pipe
+	gone map[string]string // id -> how it left the table; ids never come back
+
+	stopped                 map[int]bool // SIGSTOPped worker pids
+	lastStale, lastTimeouts int64
+	unknowns                *int // outcomes that were timeouts, across checks
+}
+
+// slowOnSpawn is an event hook that takes 5ms over the event of a newly
+// started worker (a slow exporter or a blocked log writer would).
+func slowOnSpawn(e manager.Event) {
+	if e, ok := e.(manager.PipelineStateChanged); ok && e.From == "" && e.To == manager.StateIdle {
+		time.Sleep(5 * time.Millisecond) // the observer's own cost, not synchronisation
+	}
+}
+
+// handleBound bounds every Handle call: the longest documented wait
+// (terminate of a worker that ignores SIGTERM: grace, then SIGKILL and the
+// join) plus a command's queue timeout and slack.
+func (mc *machine) handleBound() time.Duration {
+	return mc.cfg.QueueTimeout + mc.cfg.TerminationGracePeriod + mc.cfg.ProcessJoinTimeout + slack
+}
+
+func (mc *machine) shutdownBound() time.Duration {
+	return mc.cfg.TerminationGracePeriod + mc.cfg.ProcessJoinTimeout + slack
+}
+
+// poolBound bounds the refill of the warm pool: one start per slot.
+func (mc *machine) poolBound() time.Duration {
+	return time.Duration(mc.cfg.PreloadedProcesses+1)*mc.cfg.QueueTimeout + slack
+}
+
+func newMachine(t *rapid.T, tr tier, lat *latencies, unknowns *int) *machine {
+	cfg := tr.cfg
+	cfg.PreloadedProcesses = rapid.IntRange(0, 2).Draw(t, "preloaded_processes")
+	mc := &machine{
+		tier: tr, cfg: cfg, ev: newRecorder(), lat: lat, unknowns: unknowns,
+		live: map[string]*pipe{}, gone: map[string]string{}, stopped: map[int]bool{},
+	}
+	var l launch.Launcher
+	if tr.processes {
+		null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mc.null = null
+		procs, err := launch.NewProcesses(launch.ProcessConfig{
+			Command: []string{os.Args[0]},
+			// Race-enabled workers would otherwise sleep a second on exit.
+			Env:       []string{"GORACE=atexit_sleep_ms=0"},
+			Stderr:    null,
+			Subreaper: true,
+		})
+		if err != nil {
+			null.Close()
+			t.Fatal(err)
+		}
+		mc.procs, l = procs, procs
+	} else {
+		l = launch.NewMemory(launch.MemoryConfig{})
+	}
+	hook := mc.ev.hook
+	if tr.concurrentInits {
+		hook = manager.Hooks(slowOnSpawn, hook)
+	}
+	m, err := manager.New(cfg, manager.Options{Launcher: l, Hook: hook})
+	if err != nil {
+		_ = l.Close()
+		t.Fatal(err)
+	}
+	mc.m, mc.h = m, manager.Chain(m, manager.Recover(nil))
+	mc.ev.maxFailures = cfg.MaxHealthFailures
+	if tr.strictHealth {
+		mc.ev.mu.Lock()
+		mc.ev.strict = m.Snapshot
+		mc.ev.mu.Unlock()
+	}
+	return mc
+}
+
+// do sends one request and checks that it returned within its bound and
+// that the response matches the request.
+func (mc *machine) do(t *rapid.T, typ, id string, fields map[string]any) protocol.Response {
+	t.Helper()
+	req, err := request(typ, id, fields)
+	if err != nil {
+		t.Fatalf("build %s request: %v", typ, err)
+	}
+	resp, _, err := call(mc.h, req, mc.handleBound(), mc.lat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := shapeError(req, resp); err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+// volatile marks id as one that may leave the table by itself.
+func (mc *machine) volatile(id, why string) {
+	if p, ok := mc.live[id]; ok && p.volatile == "" {
+		p.volatile = why
+	}
+}
+
+// unknown records an outcome the client cannot know (a timeout): the
+// command may or may not have happened, and the timeout counts against
+// the pipeline's health.
+func (mc *machine) unknown(t *rapid.T, id, what string) {
+	*mc.unknowns++
+	t.Logf("unknown outcome: %s on %s timed out", what, id)
+	mc.volatile(id, what+" timed out")
+}
+
+// left moves id from the live set to the gone set.
+func (mc *machine) left(id, how string) {
+	delete(mc.live, id)
+	if _, ok := mc.gone[id]; !ok {
+		mc.gone[id] = how
+	}
+}
+
+func (mc *machine) entry(id string) (manager.PipelineInfo, bool) {
+	for _, p := range mc.m.Snapshot().Pipelines {
+		if p.PipelineID == id {
+			return p, true
+		}
+	}
+	return manager.PipelineInfo{}, false
+}
+
+// mayLeave reports why the live pipeline id may have left the table by
+// itself, or "" if it must not have.
+func (mc *machine) mayLeave(id string) string {
+	if p := mc.live[id]; p != nil && p.volatile != "" {
+		return p.volatile
+	}
+	if why, ok := mc.ev.trouble(id); ok {
+		return why
+	}
+	return ""
+}
+
+// answerLive checks the answer to a command (not init, not terminate) sent
+// to a pipeline of the live set; it returns whether the command succeeded.
+// A healthy pipeline must succeed; a timeout is an unknown outcome; a
+// pipeline that had trouble may be being terminated or gone.
+func (mc *machine) answerLive(t *rapid.T, typ, id string, r protocol.Response) bool {
+	t.Helper()
+	switch {
+	case r.OK():
+		return true
+	case isTimeout(r):
+		mc.unknown(t, id, typ)
+	case isType(r, protocol.ErrTypeNotFound):
+		if why := mc.mayLeave(id); why == "" {
+			t.Fatalf("%s on healthy pipeline %s: not_found%s", typ, id, mc.ev.history(id))
+		}
+		if _, ok := mc.entry(id); ok {
+			t.Fatalf("%s on %s answered not_found but it is in the table", typ, id)
+		}
+		mc.left(id, "left by itself")
+	case isType(r, protocol.ErrTypeOperation):
+		if why := mc.mayLeave(id); why == "" {
+			t.Fatalf("%s on healthy pipeline %s: %s%s", typ, id, describe(r), mc.ev.history(id))
+		}
+	default:
+		t.Fatalf("%s on %s: %s", typ, id, describe(r))
+	}
+	return false
+}
+
+// waitGone waits, bounded, for id to leave the table (after a crash or a
+// kill, which the manager learns from the process exit at once).
+func (mc *machine) waitGone(t *rapid.T, id, what string) {
+	t.Helper()
+	_, ok := mc.ev.waitFor(mc.cfg.TerminationGracePeriod+mc.cfg.ProcessJoinTimeout+slack, func(e manager.Event) bool {
+		x, ok := e.(manager.WorkerExited)
+		return ok && x.PipelineID == id
+	})
+	if !ok {
+		t.Fatalf("%s: no worker_exit for %s within its bound%s", what, id, mc.ev.history(id))
+	}
+	if p, ok := mc.entry(id); ok {
+		t.Fatalf("%s: %s still in the table after its worker_exit: %+v", what, id, p)
+	}
+	mc.left(id, what)
+}
+
+// check is the invariant, run before the first action and after each one.
+func (mc *machine) check(t *rapid.T) {
+	t.Helper()
+	snap := mc.m.Snapshot()
+	if snap.ShuttingDown {
+		t.Fatal("snapshot says shutting down before Shutdown")
+	}
+	if v := mc.ev.strictViolation(); v != "" {
+		t.Fatal(v)
+	}
+	if snap.StaleResponses < mc.lastStale || snap.Timeouts < mc.lastTimeouts {
+		t.Fatalf("counters went back: stale %d -> %d, timeouts %d -> %d",
+			mc.lastStale, snap.StaleResponses, mc.lastTimeouts, snap.Timeouts)
+	}
+	mc.lastStale, mc.lastTimeouts = snap.StaleResponses, snap.Timeouts
+	in := map[string]manager.PipelineInfo{}
+	idle := 0
+	for _, p := range snap.Pipelines {
+		in[p.PipelineID] = p
+		mc.checkEntry(t, p)
+		if p.Idle {
+			idle++
+		}
+	}
+	if idle > mc.cfg.PreloadedProcesses {
+		t.Fatalf("%d idle workers, more than PreloadedProcesses=%d: %+v", idle, mc.cfg.PreloadedProcesses, snap.Pipelines)
+	}
+	for _, id := range sortedKeys(mc.live) {
+		p, model := in[id], mc.live[id]
+		_, present := in[id]
+		switch why := mc.mayLeave(id); {
+		case !present && why == "":
+			t.Fatalf("healthy pipeline %s left the table by itself%s", id, mc.ev.history(id))
+		case !present:
+			t.Logf("%s left the table by itself (%s)", id, why)
+			mc.left(id, "left by itself: "+why)
+		case p.Idle:
+			t.Fatalf("pipeline %s went back to the idle pool: %+v", id, p)
+		case why != "":
+			mc.volatile(id, why)
+		case p.MarkedForRemoval:
+			t.Fatalf("healthy pipeline %s is marked for removal: %+v%s", id, p, mc.ev.history(id))
+		case model.muted && p.State != manager.StatePaused, !model.muted && p.State != manager.StateRunning:
+			t.Fatalf("pipeline %s: state %s, but muted=%v", id, p.State, model.muted)
+		}
+	}
+	mc.waitPool(t)
+}
+
+// checkEntry checks one table entry on its own.
+func (mc *machine) checkEntry(t *rapid.T, p manager.PipelineInfo) {
+	t.Helper()
+	if how, ok := mc.gone[p.PipelineID]; ok {
+		t.Fatalf("pipeline %s is in the table again after it left (%s): %+v", p.PipelineID, how, p)
+	}
+	if !p.Idle {
+		if _, ok := mc.live[p.PipelineID]; !ok {
+			t.Fatalf("pipeline %s in the table was never returned by init: %+v", p.PipelineID, p)
+		}
+	}
+	if p.Idle && (p.State != manager.StateIdle || p.MarkedForRemoval) {
+		t.Fatalf("idle worker %s: state %s, marked %v", p.PipelineID, p.State, p.MarkedForRemoval)
+	}
+	h := p.Health
+	if h.ProbeInterval <= 0 || h.ProbeTimeout <= 0 {
+		t.Fatalf("pipeline %s has no health record: %+v", p.PipelineID, h)
+	}
+	if h.ConsecutiveFailures >= mc.cfg.MaxHealthFailures && !p.MarkedForRemoval {
+		// The manager records the failure and marks the pipeline under
+		// two separate locks (see the report of TestHealthRecordMatchesRemoval):
+		// here, only require the mark to follow within a bound.
+		mc.lat.count("seen: failures at max, not yet marked")
+		_, ok := mc.ev.waitFor(mc.handleBound(), func(e manager.Event) bool {
+			switch e := e.(type) {
+			case manager.PipelineStateChanged:
+				return e.PipelineID == p.PipelineID && e.To == manager.StateTerminating
+			case manager.WorkerExited:
+				return e.PipelineID == p.PipelineID
+			}
+			return false
+		})
+		if !ok {
+			t.Fatalf("pipeline %s: %d consecutive failures (max %d) and not marked for removal within %s: %+v%s",
+				p.PipelineID, h.ConsecutiveFailures, mc.cfg.MaxHealthFailures, mc.handleBound(), p, mc.ev.history(p.PipelineID))
+		}
+	}
+	if mc.tier.processes && (p.Pid <= 0 || p.Pgid != p.Pid) {
+		t.Fatalf("pipeline %s: pid %d, pgid %d: want its own process group", p.PipelineID, p.Pid, p.Pgid)
+	}
+}
+
+// waitPool waits, bounded, until the warm pool holds PreloadedProcesses
+// idle workers. No event says "refilled", so it re-reads the snapshot at
+// each event.
+func (mc *machine) waitPool(t *rapid.T) {
+	t.Helper()
+	deadline := time.NewTimer(mc.poolBound())
+	defer deadline.Stop()
+	for {
+		changed := mc.ev.changed()
+		n := 0
+		for _, p := range mc.m.Snapshot().Pipelines {
+			if p.Idle && !p.MarkedForRemoval {
+				n++
+			}
+		}
+		if n == mc.cfg.PreloadedProcesses {
+			return
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			t.Fatalf("warm pool holds %d idle workers, not %d, after %s", n, mc.cfg.PreloadedProcesses, mc.poolBound())
+		}
+	}
+}
+
+// finish shuts the manager down and checks the end state: Shutdown within
+// its bound and without error, an empty table, nothing answered after, and
+// (real processes) no process left carrying the launcher's marker.
+func (mc *machine) finish(t *rapid.T) {
+	t.Helper()
+	defer mc.closeNull()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*mc.shutdownBound())
+	defer cancel()
+	start := time.Now()
+	err := mc.m.Shutdown(ctx)
+	took := time.Since(start)
+	mc.lat.record("shutdown", took)
+	if err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if took > mc.shutdownBound() {
+		t.Fatalf("Shutdown took %s, bound %s", took, mc.shutdownBound())
+	}
+	snap := mc.m.Snapshot()
+	if len(snap.Pipelines) != 0 || !snap.ShuttingDown {
+		t.Fatalf("after Shutdown: shutting_down=%v, table %+v", snap.ShuttingDown, snap.Pipelines)
+	}
+	if r := mc.do(t, protocol.TypeInit, "", initFields(validRefs[0])); !isType(r, protocol.ErrTypeOperation) {
+		t.Fatalf("init after Shutdown: %s", describe(r))
+	}
+	for _, id := range sortedKeys(mc.live) {
+		if r := mc.do(t, protocol.TypeStatus, id, nil); !isType(r, protocol.ErrTypeNotFound) {
+			t.Fatalf("status of %s after Shutdown: %s", id, describe(r))
+		}
+	}
+	if mc.procs != nil {
+		mc.census(t)
+	}
+}
+
+// census polls, bounded, until no process carries the launcher's marker:
+// there is no signal for the death of a process that is not our child.
+func (mc *machine) census(t *rapid.T) {
+	t.Helper()
+	deadline := time.Now().Add(mc.shutdownBound())
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		left, err := launch.Census(mc.procs.Marker())
+		if err != nil {
+			t.Fatalf("census: %v", err)
+		}
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("processes left after Shutdown: %+v", left)
+		}
+		<-tick.C
+	}
+}
+
+// abort shuts down after a failed check, best effort and bounded, so that
+// the next check and goleak start clean.
+func (mc *machine) abort() {
+	defer mc.closeNull()
+	ctx, cancel := context.WithTimeout(context.Background(), mc.shutdownBound())
+	defer cancel()
+	_ = mc.m.Shutdown(ctx) // the check has already failed; its own message says why
+}
+
+func (mc *machine) closeNull() {
+	if mc.null != nil {
+		_ = mc.null.Close()
+		mc.null = nil
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
