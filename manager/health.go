@@ -63,14 +63,15 @@ func (m *Manager) healthLoop(p *pipeline) {
 			}
 			interval = max(base/2, 10*time.Millisecond)
 		}
-		failures := m.recordHealth(p, err, true, interval)
+		failures, unhealthy := m.recordHealth(p, err, true, interval)
 		if before != after {
 			m.emit(TimeoutChanged{At: now(), PipelineID: p.id, Command: "probe", Before: before, After: after})
 		}
 		m.emit(ProbeResult{At: now(), PipelineID: p.id, Duration: elapsed, Err: err,
 			TimedOut: errors.Is(err, ErrTimeout), ConsecutiveFailures: failures, NextInterval: interval})
 		if failures >= m.cfg.MaxHealthFailures {
-			if m.markRemoval(p, ExitUnhealthy) {
+			if unhealthy {
+				p.ch.refuseNew()
 				_ = m.stopPipeline(p, m.cfg.TerminationGracePeriod)
 			}
 			return
@@ -80,12 +81,15 @@ func (m *Manager) healthLoop(p *pipeline) {
 }
 
 // recordHealth updates p's health record with one round trip's outcome and
-// returns the consecutive failures. Probes and client commands both count:
+// returns the consecutive failures. When they reach MaxHealthFailures the
+// pipeline is marked for removal under the same lock, so no observer ever
+// sees a record at the limit on an unmarked entry; unhealthy reports that
+// this call set the mark, and the caller must then stop the pipeline. Probes and client commands both count:
 // a worker that times out on a client's command has failed a liveness
 // check just as a probe would, and under steady client load the probe
 // itself is skipped (the slot is busy), so client timeouts must count or a
 // hang would go unnoticed.
-func (m *Manager) recordHealth(p *pipeline, err error, probe bool, interval time.Duration) int {
+func (m *Manager) recordHealth(p *pipeline, err error, probe bool, interval time.Duration) (failures int, unhealthy bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	h := &p.health
@@ -99,5 +103,8 @@ func (m *Manager) recordHealth(p *pipeline, err error, probe bool, interval time
 		h.ConsecutiveFailures++
 		h.LastError = err.Error()
 	}
-	return h.ConsecutiveFailures
+	if h.ConsecutiveFailures >= m.cfg.MaxHealthFailures {
+		unhealthy = m.markRemovalLocked(p, ExitUnhealthy)
+	}
+	return h.ConsecutiveFailures, unhealthy
 }

@@ -20,16 +20,18 @@ func newID() string {
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
 }
 
-// spawn launches a worker and enters it in the table as idle. Its exit is
-// watched from now on.
-func (m *Manager) spawn(ctx context.Context) (*pipeline, error) {
+// spawn launches a worker and enters it in the table, idle (for the warm
+// pool) or already claimed (for an init that found no warm worker: it must
+// never be visible as idle, or another init could take it and the pool
+// would count it). Its exit is watched from now on.
+func (m *Manager) spawn(ctx context.Context, idle bool) (*pipeline, error) {
 	id := newID()
 	proc, err := m.opts.Launcher.Launch(ctx, launch.Options{Name: id, Chaos: m.cfg.Chaos})
 	if err != nil {
 		return nil, err
 	}
 	p := &pipeline{
-		id: id, proc: proc, state: StateIdle, idle: true,
+		id: id, proc: proc, state: StateIdle, idle: idle,
 		probeTimeout: newAdaptiveTimeout(m.cfg.ProbeTimeoutFloor, m.cfg.HealthCheckTimeout),
 		health:       healthRecord{Interval: m.cfg.HealthCheckInterval},
 		quit:         make(chan struct{}),
@@ -104,13 +106,20 @@ func (m *Manager) remove(p *pipeline) {
 // it was already marked.
 func (m *Manager) markRemoval(p *pipeline, reason string) bool {
 	m.mu.Lock()
-	already := p.removal
-	if !already {
-		p.removal, p.exitReason = true, reason
-	}
+	first := m.markRemovalLocked(p, reason)
 	m.mu.Unlock()
 	p.ch.refuseNew()
-	return !already
+	return first
+}
+
+// markRemovalLocked sets the mark with m.mu held; the caller must call
+// p.ch.refuseNew once the lock is released.
+func (m *Manager) markRemovalLocked(p *pipeline, reason string) bool {
+	if p.removal {
+		return false
+	}
+	p.removal, p.exitReason = true, reason
+	return true
 }
 
 // init takes a warm worker (or launches one), sends it the init payload and
@@ -132,12 +141,9 @@ func (m *Manager) init(ctx context.Context, req *protocol.Request) protocol.Resp
 	p := m.takeIdle()
 	if p == nil {
 		var err error
-		if p, err = m.spawn(ctx); err != nil {
+		if p, err = m.spawn(ctx, false); err != nil {
 			return fail("", protocol.OperationError(fmt.Sprintf("Could not start a worker: %v.", err)))
 		}
-		m.mu.Lock()
-		p.idle = false
-		m.mu.Unlock()
 	}
 	m.setState(p, StateStarting)
 	start := time.Now()
@@ -205,7 +211,7 @@ func (m *Manager) poolLoop() {
 		}
 		for m.idleCount() < m.cfg.PreloadedProcesses && !m.isClosing() {
 			ctx, cancel := context.WithTimeout(m.ctx, m.cfg.QueueTimeout)
-			_, err := m.spawn(ctx)
+			_, err := m.spawn(ctx, true)
 			cancel()
 			if err != nil {
 				if !errors.Is(err, ErrShuttingDown) {
@@ -256,11 +262,16 @@ func (m *Manager) terminate(ctx context.Context, id string) protocol.Response {
 	return protocol.Success(nil)
 }
 
-// stopAsync stops p from a goroutine the manager owns.
+// stopAsync marks p and stops it from a goroutine the manager owns.
 func (m *Manager) stopAsync(p *pipeline, reason string) {
-	if !m.markRemoval(p, reason) {
-		return
+	if m.markRemoval(p, reason) {
+		m.stopMarked(p)
 	}
+}
+
+// stopMarked stops p, already marked for removal by the caller, from a
+// goroutine the manager owns.
+func (m *Manager) stopMarked(p *pipeline) {
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()

@@ -240,8 +240,9 @@ func (m *Manager) command(ctx context.Context, req *protocol.Request) protocol.R
 	r, err := p.ch.call(ctx, m.workerCommand(req.Type, req), timeout, callOpts{})
 	if err != nil {
 		if errors.Is(err, ErrTimeout) && !errors.Is(err, errQueued) {
-			if m.recordHealth(p, fmt.Errorf("%s: %w", req.Type, err), false, 0) >= m.cfg.MaxHealthFailures {
-				m.stopAsync(p, ExitUnhealthy)
+			if _, unhealthy := m.recordHealth(p, fmt.Errorf("%s: %w", req.Type, err), false, 0); unhealthy {
+				p.ch.refuseNew()
+				m.stopMarked(p)
 			}
 		}
 		return protocol.Failure(m.callFailed(p, req.Type, at, timeout, err))

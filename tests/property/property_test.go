@@ -1,7 +1,6 @@
 package property
 
 import (
-	"os"
 	"testing"
 	"time"
 
@@ -75,30 +74,22 @@ func TestManagerProcesses(t *testing.T) {
 // TestHealthRecordMatchesRemoval is the strict form of the health
 // invariant: a pipeline whose record shows MaxHealthFailures consecutive
 // failures is marked for removal at that instant, as Snapshot and inspect
-// show it. It fails against the current manager (healthLoop records the
-// failure and marks the pipeline under two separate acquisitions of the
-// table lock, with the probe events emitted in between), so it runs only
-// with CORRAL_PROPERTY_KNOWN_BUGS=1; its shrunk case is kept under
-// testdata/rapid/TestHealthRecordMatchesRemoval/.
+// show it. It found a bug (the failure was recorded and the pipeline marked
+// under two separate acquisitions of the table lock, with the probe events
+// emitted in between); its shrunk case is kept under
+// testdata/rapid/TestHealthRecordMatchesRemoval/ and replayed first.
 func TestHealthRecordMatchesRemoval(t *testing.T) {
-	if os.Getenv("CORRAL_PROPERTY_KNOWN_BUGS") == "" {
-		t.Skip("known manager bug (health record and removal mark updated non-atomically); CORRAL_PROPERTY_KNOWN_BUGS=1 runs it")
-	}
 	tr := memoryTier()
 	tr.strictHealth = true
 	run(t, tr, setChecks(t, "CORRAL_PROPERTY_CHECKS", defaultMemoryChecks))
 }
 
 // TestConcurrentInits adds inits sent close together by concurrent clients:
-// each must get its own pipeline, and the warm pool must refill. It fails
-// against the current manager (spawn enters a worker for init as idle, so
-// another init or the pool loop can count or take it before init claims
-// it), so it runs only with CORRAL_PROPERTY_KNOWN_BUGS=1; its shrunk cases
-// are kept under testdata/rapid/TestConcurrentInits/.
+// each must get its own pipeline, and the warm pool must refill. It found a
+// bug (a worker started for init entered the table as idle, so another init
+// or the pool loop could count or take it before init claimed it); its
+// shrunk cases are kept under testdata/rapid/TestConcurrentInits/.
 func TestConcurrentInits(t *testing.T) {
-	if os.Getenv("CORRAL_PROPERTY_KNOWN_BUGS") == "" {
-		t.Skip("known manager bug (a worker started for init is visible as idle); CORRAL_PROPERTY_KNOWN_BUGS=1 runs it")
-	}
 	tr := memoryTier()
 	tr.concurrentInits = true
 	run(t, tr, setChecks(t, "CORRAL_PROPERTY_CHECKS", defaultMemoryChecks))
