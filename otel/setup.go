@@ -208,8 +208,10 @@ func Configured(lookup func(string) (string, bool)) bool {
 // exporter cannot be registered.
 //
 // shutdown flushes and stops the providers within 2 s (WithShutdownTimeout)
-// or ctx, whichever is first, then abandons exports still in flight. It is
-// safe to call twice.
+// or ctx, whichever is first, then abandons exports still in flight and
+// returns once they have ended (at most 1 s later, for an exporter that
+// ignores cancellation): no export of this Setup runs or reports an error
+// after shutdown returns. It is safe to call twice.
 func Setup(ctx context.Context, opts ...SetupOption) (shutdown func(context.Context) error, err error) {
 	c := newSetupConfig(opts)
 	if isTrue(c.env(envSDKDisabled)) {
@@ -315,9 +317,22 @@ func (c setupConfig) tracerProvider(ctx context.Context, res *resource.Resource)
 	return sdktrace.NewTracerProvider(tpOpts...), cancel, problems, nil
 }
 
+// abandonGrace bounds the wait, after exports are abandoned, for the SDK's
+// export goroutines to see the cancellation and end. Exporters that honour
+// their context (OTLP, file, console) end well within it.
+const abandonGrace = time.Second
+
 // boundedShutdown flushes and stops the providers (mp may be nil) within
-// the shutdown timeout or ctx, then abandons exports still in flight. The
-// returned function is safe to call twice.
+// the shutdown timeout or ctx, then abandons exports still in flight and
+// waits (at most abandonGrace) until they have ended. The returned function
+// is safe to call twice.
+//
+// The SDK is not given the deadline itself: when its Shutdown times out it
+// returns while its export goroutine still runs, and that goroutine later
+// reports the abandoned export's error to whatever otel.Handle is then
+// installed (the next Setup's, in a long-lived host or a test binary).
+// Cancelling the exports through life and waiting for Shutdown to finish
+// means nothing of this pipeline runs or reports once shutdown returns.
 func (c setupConfig) boundedShutdown(tp *sdktrace.TracerProvider, mp *sdkmetric.MeterProvider, abandon func()) func(context.Context) error {
 	var once sync.Once
 	var shutdownErr error
@@ -325,12 +340,35 @@ func (c setupConfig) boundedShutdown(tp *sdktrace.TracerProvider, mp *sdkmetric.
 		once.Do(func() {
 			ctx, cancel := context.WithTimeout(ctx, c.shutdownTimeout)
 			defer cancel()
-			errs := []error{tp.Shutdown(ctx)}
-			if mp != nil {
-				errs = append(errs, mp.Shutdown(ctx))
+			// sdkCtx ends only if the exports ignore their cancellation.
+			sdkCtx, sdkCancel := context.WithCancel(context.WithoutCancel(ctx))
+			defer sdkCancel()
+			done := make(chan error, 1)
+			go func() {
+				errs := []error{tp.Shutdown(sdkCtx)}
+				if mp != nil {
+					errs = append(errs, mp.Shutdown(sdkCtx))
+				}
+				done <- errors.Join(errs...)
+			}()
+			select {
+			case err := <-done:
+				abandon()
+				shutdownErr = err
+				return
+			case <-ctx.Done():
 			}
 			abandon()
-			shutdownErr = errors.Join(errs...)
+			grace := time.NewTimer(abandonGrace)
+			defer grace.Stop()
+			var err error
+			select {
+			case err = <-done:
+			case <-grace.C:
+				sdkCancel()
+				err = <-done // the SDK returns once sdkCtx ends
+			}
+			shutdownErr = errors.Join(ctx.Err(), err)
 		})
 		return shutdownErr
 	}

@@ -2,9 +2,11 @@ package otel_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -133,6 +135,64 @@ func TestSetupUnreachableCollector(t *testing.T) {
 			}
 		})
 	}
+}
+
+// An export abandoned at shutdown has ended, and reported its error, by the
+// time shutdown returns: nothing of one Setup reaches the error handler of
+// the next.
+func TestSetupShutdownEndsAbandonedExports(t *testing.T) {
+	keepGlobals(t)
+	exporting := make(chan struct{}, 1)
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case exporting <- struct{}{}:
+		default:
+		}
+		// A collector that never answers. The body is read first: the
+		// server notices the client hanging up only after that.
+		_, _ = io.Copy(io.Discard, r.Body)
+		<-r.Context().Done()
+	}))
+	defer collector.Close()
+	var logs syncBuffer
+	shutdown, err := corralotel.Setup(t.Context(),
+		env("OTEL_EXPORTER_OTLP_ENDPOINT", collector.URL),
+		corralotel.WithBatchTimeout(time.Millisecond), corralotel.WithShutdownTimeout(100*time.Millisecond),
+		corralotel.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, span := otelglobal.GetTracerProvider().Tracer("t").Start(t.Context(), "op")
+	span.End()
+	select {
+	case <-exporting:
+	case <-time.After(wait):
+		t.Fatal("no export reached the collector")
+	}
+	if err := shutdown(context.Background()); err == nil {
+		t.Error("shutdown = nil, want the deadline error of the abandoned flush")
+	}
+	if got := logs.String(); !strings.Contains(got, "telemetry error") {
+		t.Errorf("shutdown returned before the abandoned export reported its error; log: %q", got)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func TestSetupExportErrorsCounted(t *testing.T) {

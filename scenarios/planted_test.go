@@ -25,6 +25,15 @@ import (
 // pipeline 1 shorter than the hang-detection bound (so detection is not
 // required and the real manager answers it with timeouts) and a crash of
 // pipeline 2; about 12 s in all.
+//
+// The probe deadline is pinned to the health-check timeout, which equals
+// the queue timeout. Left adaptive, it falls to its 250 ms floor while the
+// worker answers fast, and the manager may then count a client command in
+// flight for 250 ms as a failed probe, three times 250 ms apart, and
+// remove the hung pipeline before any command to it reaches its 1 s
+// timeout: legitimate detection, but then the bugs that show only after a
+// timeout (stale answer, requests queued behind the table lock) have
+// nothing to act on, depending on the phase of the probe timer.
 func plantedScenario() *Scenario {
 	return &Scenario{
 		Name: "planted", Seed: 5,
@@ -42,6 +51,7 @@ func plantedScenario() *Scenario {
 			"STREAM_MANAGER_QUEUE_TIMEOUT":            "1",
 			"STREAM_MANAGER_TERMINATION_GRACE_PERIOD": "1",
 			"STREAM_MANAGER_PROCESS_JOIN_TIMEOUT":     "2",
+			"STREAM_MANAGER_PROBE_TIMEOUT_FLOOR":      "1",
 		},
 	}
 }
