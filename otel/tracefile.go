@@ -272,12 +272,6 @@ func encodeValue(v attribute.Value) otlpAnyValue {
 		}
 		return otlpAnyValue{DoubleValue: f}
 	}
-	array := func(vals []otlpAnyValue) otlpAnyValue {
-		if vals == nil {
-			vals = []otlpAnyValue{}
-		}
-		return otlpAnyValue{ArrayValue: &otlpArray{Values: vals}}
-	}
 	switch v.Type() {
 	case attribute.BOOL:
 		return boolean(v.AsBool())
@@ -288,29 +282,22 @@ func encodeValue(v attribute.Value) otlpAnyValue {
 	case attribute.STRING:
 		return str(v.AsString())
 	case attribute.BOOLSLICE:
-		var vals []otlpAnyValue
-		for _, b := range v.AsBoolSlice() {
-			vals = append(vals, boolean(b))
-		}
-		return array(vals)
+		return arrayOf(v.AsBoolSlice(), boolean)
 	case attribute.INT64SLICE:
-		var vals []otlpAnyValue
-		for _, n := range v.AsInt64Slice() {
-			vals = append(vals, integer(n))
-		}
-		return array(vals)
+		return arrayOf(v.AsInt64Slice(), integer)
 	case attribute.FLOAT64SLICE:
-		var vals []otlpAnyValue
-		for _, f := range v.AsFloat64Slice() {
-			vals = append(vals, double(f))
-		}
-		return array(vals)
+		return arrayOf(v.AsFloat64Slice(), double)
 	case attribute.STRINGSLICE:
-		var vals []otlpAnyValue
-		for _, s := range v.AsStringSlice() {
-			vals = append(vals, str(s))
-		}
-		return array(vals)
+		return arrayOf(v.AsStringSlice(), str)
 	}
 	return str(v.Emit())
+}
+
+// arrayOf converts a slice attribute element by element.
+func arrayOf[T any](xs []T, conv func(T) otlpAnyValue) otlpAnyValue {
+	vals := make([]otlpAnyValue, 0, len(xs))
+	for _, x := range xs {
+		vals = append(vals, conv(x))
+	}
+	return otlpAnyValue{ArrayValue: &otlpArray{Values: vals}}
 }
