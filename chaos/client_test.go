@@ -12,7 +12,7 @@ func TestClientFaults(t *testing.T) {
 	cfg := testConfig()
 	cfg.SocketTimeout = 300 * time.Millisecond
 	r := start(t, cfg)
-	target := chaos.Target{Client: r.c}
+	target := chaos.Target{Client: r.Client}
 	for _, tc := range []struct {
 		fault  string
 		spec   chaos.Spec
@@ -41,7 +41,7 @@ func TestClientFaults(t *testing.T) {
 					t.Errorf("observed[%s] = %v, want %v (all: %v)", k, obs[k], want, obs)
 				}
 			}
-			if _, err := r.c.List(t.Context()); err != nil {
+			if _, err := r.Client.List(t.Context()); err != nil {
 				t.Fatalf("list after %s: %v", tc.fault, err)
 			}
 		})
@@ -50,7 +50,7 @@ func TestClientFaults(t *testing.T) {
 
 func TestStallHealEndsTheHold(t *testing.T) {
 	r := start(t, testConfig()) // socket timeout 2 s
-	in, err := mustLookup(t, chaos.FaultClientStall).Inject(t.Context(), chaos.Target{Client: r.c}, chaos.Spec{For: time.Minute})
+	in, err := mustLookup(t, chaos.FaultClientStall).Inject(t.Context(), chaos.Target{Client: r.Client}, chaos.Spec{For: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package chaos_test
 import (
 	"context"
 	"errors"
-	"net"
 	"os"
 	"slices"
 	"strconv"
@@ -11,94 +10,31 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
+	"github.com/corral-dev/corral/internal/testkit"
 	"github.com/corral-dev/corral/manager"
-	"github.com/corral-dev/corral/manager/launch"
 	"github.com/corral-dev/corral/manager/protocol"
-	"github.com/corral-dev/corral/manager/worker"
 )
 
 func TestMain(m *testing.M) {
 	// Real-process tests start this test binary as their worker.
-	if os.Getenv(worker.EnvMode) != "" {
-		os.Exit(worker.Main())
-	}
-	goleak.VerifyTestMain(m)
+	testkit.WorkerTestMain(m)
 }
 
 // wait bounds every wait in these tests.
-const wait = 15 * time.Second
+const wait = testkit.Wait
 
 func testConfig() manager.Config {
-	cfg := manager.DefaultConfig()
-	cfg.Port = 0
+	cfg := testkit.Config()
 	cfg.Chaos = true
-	cfg.QueueTimeout = 5 * time.Second
-	cfg.HealthCheckTimeout = 2 * time.Second
 	cfg.HealthCheckInterval = time.Hour // faults here must not be healed by the manager
-	cfg.TerminationGracePeriod = 500 * time.Millisecond
-	cfg.ProcessJoinTimeout = 5 * time.Second
-	cfg.SocketTimeout = 2 * time.Second
 	return cfg
-}
-
-type rig struct {
-	m *manager.Manager
-	c *protocol.Client
 }
 
 // start runs a manager with real worker processes and its server on a free
 // loopback port; cleanup shuts both down.
-func start(t *testing.T, cfg manager.Config, mws ...manager.Middleware) *rig {
+func start(t *testing.T, cfg manager.Config, mws ...manager.Middleware) *testkit.Rig {
 	t.Helper()
-	l, err := launch.NewProcesses(launch.ProcessConfig{Command: []string{os.Args[0]},
-		Env: []string{"GORACE=atexit_sleep_ms=0"}, Subreaper: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := manager.New(cfg, manager.Options{Launcher: l})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := manager.NewServer(manager.Chain(m, append([]manager.Middleware{manager.Recover(nil)}, mws...)...), cfg, nil)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), wait)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		<-served
-		if err := m.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
-	return &rig{m: m, c: &protocol.Client{Addr: ln.Addr().String(), Timeout: wait}}
-}
-
-func (r *rig) init(t *testing.T) string {
-	t.Helper()
-	id, err := r.c.Init(t.Context(), protocol.InitConfig{
-		VideoConfiguration: protocol.VideoConfiguration{VideoReference: "synthetic://64x48?fps=50"}})
-	if err != nil {
-		t.Fatalf("init: %v", err)
-	}
-	return id
-}
-
-func (r *rig) pid(t *testing.T, id string) int {
-	t.Helper()
-	for _, p := range r.m.Snapshot().Pipelines {
-		if p.PipelineID == id {
-			return p.Pid
-		}
-	}
-	t.Fatalf("pipeline %s not in snapshot", id)
-	return 0
+	return testkit.StartManager(t, cfg, testkit.ProcessLauncher(t), testkit.WithMiddleware(mws...))
 }
 
 // procState returns the state letter of pid, or "" once it is gone.

@@ -33,9 +33,9 @@ func heal(t *testing.T, in chaos.Injection) {
 
 func TestCrashKillsTheWorkerGroup(t *testing.T) {
 	r := start(t, testConfig())
-	id := r.init(t)
-	pid := r.pid(t, id)
-	in, err := mustLookup(t, chaos.FaultCrash).Inject(t.Context(), chaos.Target{Client: r.c}, chaos.Spec{Fault: chaos.FaultCrash, PipelineID: id})
+	id := r.Init(t)
+	pid := r.Pid(t, id)
+	in, err := mustLookup(t, chaos.FaultCrash).Inject(t.Context(), chaos.Target{Client: r.Client}, chaos.Spec{Fault: chaos.FaultCrash, PipelineID: id})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,9 +49,9 @@ func TestCrashKillsTheWorkerGroup(t *testing.T) {
 
 func TestHangProcessStopsAndHealResumes(t *testing.T) {
 	r := start(t, testConfig())
-	id := r.init(t)
-	pid := r.pid(t, id)
-	in, err := mustLookup(t, chaos.FaultHangProcess).Inject(t.Context(), chaos.Target{Client: r.c}, chaos.Spec{PipelineID: id})
+	id := r.Init(t)
+	pid := r.Pid(t, id)
+	in, err := mustLookup(t, chaos.FaultHangProcess).Inject(t.Context(), chaos.Target{Client: r.Client}, chaos.Spec{PipelineID: id})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +61,7 @@ func TestHangProcessStopsAndHealResumes(t *testing.T) {
 	eventually(t, "worker stopped", func() bool { return procState(pid) == "T" })
 	heal(t, in)
 	eventually(t, "worker resumed", func() bool { s := procState(pid); return s != "T" && s != "" })
-	if _, err := r.c.Status(t.Context(), id); err != nil {
+	if _, err := r.Client.Status(t.Context(), id); err != nil {
 		t.Fatalf("status after heal: %v", err)
 	}
 }
@@ -70,9 +70,9 @@ func TestProcessFaultFallsBackToProc(t *testing.T) {
 	// A foreign server without inspect: the worker is found among the
 	// manager's children (this process is the manager here).
 	r := start(t, testConfig(), rejectInspect)
-	id := r.init(t)
-	pid := r.pid(t, id)
-	target := chaos.Target{Client: r.c, ManagerPid: os.Getpid()}
+	id := r.Init(t)
+	pid := r.Pid(t, id)
+	target := chaos.Target{Client: r.Client, ManagerPid: os.Getpid()}
 	in, err := mustLookup(t, chaos.FaultHangProcess).Inject(t.Context(), target, chaos.Spec{PipelineID: id, Params: map[string]any{"index": childIndex(t, pid)}})
 	if err != nil {
 		t.Fatal(err)
@@ -116,11 +116,11 @@ func TestSharedGroupSignalsThePidOnly(t *testing.T) {
 func TestProcessFaultErrors(t *testing.T) {
 	r := start(t, testConfig())
 	crash := mustLookup(t, chaos.FaultCrash)
-	_, err := crash.Inject(t.Context(), chaos.Target{Client: r.c}, chaos.Spec{PipelineID: "nope"})
+	_, err := crash.Inject(t.Context(), chaos.Target{Client: r.Client}, chaos.Spec{PipelineID: "nope"})
 	if !isErr(err, chaos.ErrPipelineNotFound) || !strings.Contains(err.Error(), "chaos: crash: pipeline nope not found in inspect") {
 		t.Errorf("unknown pipeline: err = %v", err)
 	}
-	if _, err := crash.Inject(t.Context(), chaos.Target{Client: r.c}, chaos.Spec{}); !isErr(err, chaos.ErrNoPipeline) {
+	if _, err := crash.Inject(t.Context(), chaos.Target{Client: r.Client}, chaos.Spec{}); !isErr(err, chaos.ErrNoPipeline) {
 		t.Errorf("no pipeline: err = %v, want ErrNoPipeline", err)
 	}
 	if _, err := crash.Inject(t.Context(), chaos.Target{}, chaos.Spec{PipelineID: "p"}); !isErr(err, chaos.ErrNoClient) {

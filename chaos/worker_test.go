@@ -10,8 +10,8 @@ import (
 
 func TestWorkerFaultsAreAnswered(t *testing.T) {
 	r := start(t, testConfig())
-	id := r.init(t)
-	target := chaos.Target{Client: r.c}
+	id := r.Init(t)
+	target := chaos.Target{Client: r.Client}
 	for _, tc := range []struct {
 		fault  string
 		params map[string]any
@@ -36,7 +36,7 @@ func TestWorkerFaultsAreAnswered(t *testing.T) {
 			heal(t, in)
 			// hang_queue heals itself when its duration ends; the
 			// status below waits for that.
-			if _, err := r.c.Status(t.Context(), id); err != nil {
+			if _, err := r.Client.Status(t.Context(), id); err != nil {
 				t.Fatalf("status after heal: %v", err)
 			}
 		})
@@ -45,8 +45,8 @@ func TestWorkerFaultsAreAnswered(t *testing.T) {
 
 func TestHangQueueDurationIsFor(t *testing.T) {
 	r := start(t, testConfig())
-	id := r.init(t)
-	in, err := mustLookup(t, chaos.FaultHangQueue).Inject(t.Context(), chaos.Target{Client: r.c}, chaos.Spec{PipelineID: id, For: 1500 * time.Millisecond})
+	id := r.Init(t)
+	in, err := mustLookup(t, chaos.FaultHangQueue).Inject(t.Context(), chaos.Target{Client: r.Client}, chaos.Spec{PipelineID: id, For: 1500 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,9 +58,9 @@ func TestHangQueueDurationIsFor(t *testing.T) {
 
 func TestWorkerCrash(t *testing.T) {
 	r := start(t, testConfig())
-	id := r.init(t)
-	pid := r.pid(t, id)
-	in, err := mustLookup(t, chaos.FaultWorkerCrash).Inject(t.Context(), chaos.Target{Client: r.c}, chaos.Spec{PipelineID: id, Params: map[string]any{"exit_code": 3}})
+	id := r.Init(t)
+	pid := r.Pid(t, id)
+	in, err := mustLookup(t, chaos.FaultWorkerCrash).Inject(t.Context(), chaos.Target{Client: r.Client}, chaos.Spec{PipelineID: id, Params: map[string]any{"exit_code": 3}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,11 +73,11 @@ func TestWorkerCrash(t *testing.T) {
 func TestWorkerFaultErrors(t *testing.T) {
 	r := start(t, testConfig())
 	slow := mustLookup(t, chaos.FaultSlowProbe)
-	if _, err := slow.Inject(t.Context(), chaos.Target{Client: r.c}, chaos.Spec{PipelineID: "nope"}); !isErr(err, chaos.ErrPipelineNotFound) {
+	if _, err := slow.Inject(t.Context(), chaos.Target{Client: r.Client}, chaos.Spec{PipelineID: "nope"}); !isErr(err, chaos.ErrPipelineNotFound) {
 		t.Errorf("unknown pipeline: err = %v, want ErrPipelineNotFound", err)
 	}
-	id := r.init(t)
-	if _, err := slow.Inject(t.Context(), chaos.Target{Client: r.c}, chaos.Spec{PipelineID: id, Params: map[string]any{"delay_seconds": "slow"}}); !isErr(err, chaos.ErrBadParam) {
+	id := r.Init(t)
+	if _, err := slow.Inject(t.Context(), chaos.Target{Client: r.Client}, chaos.Spec{PipelineID: id, Params: map[string]any{"delay_seconds": "slow"}}); !isErr(err, chaos.ErrBadParam) {
 		t.Errorf("bad param: err = %v, want ErrBadParam", err)
 	}
 }

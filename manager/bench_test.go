@@ -5,6 +5,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/corral-dev/corral/internal/testkit"
 )
 
 // BenchmarkStatusRoundTrip is one status command over TCP to an in-memory
@@ -12,11 +14,11 @@ import (
 func BenchmarkStatusRoundTrip(b *testing.B) {
 	cfg := testConfig()
 	cfg.HealthCheckInterval = time.Hour
-	r := start(b, cfg, memory(b))
-	id := mustInit(b, r)
+	r := testkit.StartManager(b, cfg, memory(b))
+	id := r.Init(b)
 	b.ResetTimer()
 	for b.Loop() {
-		if _, err := r.c.Status(b.Context(), id); err != nil {
+		if _, err := r.Client.Status(b.Context(), id); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -30,13 +32,13 @@ func BenchmarkHungNeighbour(b *testing.B) {
 	cfg := testConfig()
 	cfg.HealthCheckInterval = time.Hour
 	cfg.QueueTimeout = time.Minute // the stopped worker's command stays in flight
-	r := start(b, cfg, processes(b))
-	healthy, hung := mustInit(b, r), mustInit(b, r)
+	r := testkit.StartManager(b, cfg, testkit.ProcessLauncher(b))
+	healthy, hung := r.Init(b), r.Init(b)
 	measure := func(n int) []time.Duration {
 		out := make([]time.Duration, 0, n)
 		for range n {
 			begin := time.Now()
-			if _, err := r.c.Status(b.Context(), healthy); err != nil {
+			if _, err := r.Client.Status(b.Context(), healthy); err != nil {
 				b.Fatal(err)
 			}
 			out = append(out, time.Since(begin))
@@ -45,14 +47,14 @@ func BenchmarkHungNeighbour(b *testing.B) {
 	}
 	const n = 200
 	before := measure(n)
-	pid := pidOf(b, r, hung)
+	pid := r.Pid(b, hung)
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		b.Fatal(err)
 	}
 	inflight := make(chan struct{})
 	go func() {
 		defer close(inflight)
-		_, _ = r.c.Status(b.Context(), hung)
+		_, _ = r.Client.Status(b.Context(), hung)
 	}()
 	b.ResetTimer()
 	var during []time.Duration

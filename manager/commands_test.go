@@ -6,23 +6,24 @@ import (
 	"testing"
 	"time"
 
+	"github.com/corral-dev/corral/internal/testkit"
 	"github.com/corral-dev/corral/manager"
 	"github.com/corral-dev/corral/manager/protocol"
 )
 
 func TestCommandLifecycle(t *testing.T) {
-	r := start(t, testConfig(), memory(t))
+	r := testkit.StartManager(t, testConfig(), memory(t))
 	ctx := t.Context()
 
-	ids, err := r.c.List(ctx)
+	ids, err := r.Client.List(ctx)
 	if err != nil || len(ids) != 0 {
 		t.Fatalf("list = %v, %v; want empty", ids, err)
 	}
-	id := mustInit(t, r)
-	if ids, _ := r.c.List(ctx); len(ids) != 1 || ids[0] != id {
+	id := r.Init(t)
+	if ids, _ := r.Client.List(ctx); len(ids) != 1 || ids[0] != id {
 		t.Fatalf("list = %v, want [%s]", ids, id)
 	}
-	st, err := r.c.Status(ctx, id)
+	st, err := r.Client.Status(ctx, id)
 	if err != nil {
 		t.Fatalf("status: %v", err)
 	}
@@ -32,7 +33,7 @@ func TestCommandLifecycle(t *testing.T) {
 	// A result arrives within a bounded number of polls.
 	deadline := time.Now().Add(wait)
 	for {
-		res, err := r.c.Consume(ctx, id)
+		res, err := r.Client.Consume(ctx, id)
 		if err != nil {
 			t.Fatalf("consume: %v", err)
 		}
@@ -49,23 +50,23 @@ func TestCommandLifecycle(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond) // polling a worker that has no push channel
 	}
-	if err := r.c.Pause(ctx, id); err != nil {
+	if err := r.Client.Pause(ctx, id); err != nil {
 		t.Fatalf("pause: %v", err)
 	}
-	if err := r.c.Resume(ctx, id); err != nil {
+	if err := r.Client.Resume(ctx, id); err != nil {
 		t.Fatalf("resume: %v", err)
 	}
-	if err := r.c.Terminate(ctx, id); err != nil {
+	if err := r.Client.Terminate(ctx, id); err != nil {
 		t.Fatalf("terminate: %v", err)
 	}
-	if _, err := r.c.Status(ctx, id); !isType(err, protocol.ErrTypeNotFound) {
+	if _, err := r.Client.Status(ctx, id); !isType(err, protocol.ErrTypeNotFound) {
 		t.Fatalf("status after terminate = %v, want not_found", err)
 	}
-	if ids, _ := r.c.List(ctx); len(ids) != 0 {
+	if ids, _ := r.Client.List(ctx); len(ids) != 0 {
 		t.Fatalf("list after terminate = %v", ids)
 	}
 	var states []manager.State
-	for _, e := range r.ev.all() {
+	for _, e := range r.Events.All() {
 		if s, ok := e.(manager.PipelineStateChanged); ok && s.PipelineID == id && s.To != manager.StateIdle {
 			states = append(states, s.To)
 		}
@@ -86,11 +87,11 @@ func toStrings(s []manager.State) []string {
 }
 
 func TestErrorRows(t *testing.T) {
-	r := start(t, testConfig(), memory(t))
+	r := testkit.StartManager(t, testConfig(), memory(t))
 	ctx := t.Context()
 	missing := "no-such-pipeline"
 	for _, typ := range []string{protocol.TypeStatus, protocol.TypeMute, protocol.TypeResume, protocol.TypeConsumeResult} {
-		resp, err := r.c.Call(ctx, typ, missing, nil)
+		resp, err := r.Client.Call(ctx, typ, missing, nil)
 		if !isType(err, protocol.ErrTypeNotFound) {
 			t.Errorf("%s unknown id: err = %v, want not_found", typ, err)
 		}
@@ -98,26 +99,26 @@ func TestErrorRows(t *testing.T) {
 			t.Errorf("%s public message = %q, want %q", typ, resp.PublicErrorMessage, want)
 		}
 	}
-	if _, err := r.c.Call(ctx, protocol.TypeTerminate, missing, nil); !isType(err, protocol.ErrTypeInvalidPayload) {
+	if _, err := r.Client.Call(ctx, protocol.TypeTerminate, missing, nil); !isType(err, protocol.ErrTypeInvalidPayload) {
 		t.Errorf("terminate unknown id = %v, want invalid_payload (upstream quirk)", err)
 	}
-	resp, err := r.c.Call(ctx, protocol.TypeWebRTC, "", map[string]any{"webrtc_offer": map[string]string{"type": "offer", "sdp": "x"}})
+	resp, err := r.Client.Call(ctx, protocol.TypeWebRTC, "", map[string]any{"webrtc_offer": map[string]string{"type": "offer", "sdp": "x"}})
 	if !isType(err, protocol.ErrTypeOperation) || !strings.Contains(resp.ErrorMessage, "WebRTC") {
 		t.Errorf("webrtc = %v, want operation_error about WebRTC", err)
 	}
-	if _, err := r.c.Call(ctx, protocol.TypeChaos, missing, map[string]any{"fault": "crash"}); !isType(err, protocol.ErrTypeInvalidPayload) {
+	if _, err := r.Client.Call(ctx, protocol.TypeChaos, missing, map[string]any{"fault": "crash"}); !isType(err, protocol.ErrTypeInvalidPayload) {
 		t.Errorf("chaos without --chaos = %v, want invalid_payload", err)
 	}
 	// A failed init names its pipeline id and leaves nothing in the table.
 	bad := protocol.InitConfig{VideoConfiguration: protocol.VideoConfiguration{VideoReference: "rtsp://camera/1"}}
-	id, err := r.c.Init(ctx, bad)
+	id, err := r.Client.Init(ctx, bad)
 	if !isType(err, protocol.ErrTypeInvalidPayload) || !strings.Contains(err.Error(), "rtsp://camera/1") {
 		t.Errorf("init bad reference = %v, want invalid_payload naming it", err)
 	}
 	if id == "" {
 		t.Error("failed init answered without a pipeline_id")
 	}
-	if snap := r.m.Snapshot(); len(snap.Pipelines) != 0 {
+	if snap := r.M.Snapshot(); len(snap.Pipelines) != 0 {
 		t.Errorf("table after failed init = %+v", snap.Pipelines)
 	}
 }
@@ -126,23 +127,23 @@ func TestCommandsToTerminatingPipelineRefused(t *testing.T) {
 	cfg := testConfig()
 	cfg.Chaos = true
 	cfg.TerminationGracePeriod = 2 * time.Second
-	r := start(t, cfg, memory(t))
+	r := testkit.StartManager(t, cfg, memory(t))
 	ctx := t.Context()
-	id := mustInit(t, r)
-	if err := r.c.Chaos(ctx, id, "ignore_sigterm", nil); err != nil {
+	id := r.Init(t)
+	if err := r.Client.Chaos(ctx, id, "ignore_sigterm", nil); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- r.c.Terminate(ctx, id) }()
-	r.ev.waitFor(t, "terminating state", func(e manager.Event) bool {
+	go func() { done <- r.Client.Terminate(ctx, id) }()
+	r.Events.WaitFor(t, "terminating state", func(e manager.Event) bool {
 		s, ok := e.(manager.PipelineStateChanged)
 		return ok && s.PipelineID == id && s.To == manager.StateTerminating
 	})
-	resp, err := r.c.Status(ctx, id)
+	resp, err := r.Client.Status(ctx, id)
 	if !isType(err, protocol.ErrTypeOperation) || resp.ErrorMessage != "Pipeline "+id+" is being terminated." {
 		t.Errorf("status while terminating = %v (%q)", err, resp.ErrorMessage)
 	}
-	if err := r.c.Terminate(ctx, id); !isType(err, protocol.ErrTypeOperation) {
+	if err := r.Client.Terminate(ctx, id); !isType(err, protocol.ErrTypeOperation) {
 		t.Errorf("second terminate = %v, want operation_error", err)
 	}
 	select {
@@ -153,7 +154,7 @@ func TestCommandsToTerminatingPipelineRefused(t *testing.T) {
 	case <-time.After(wait):
 		t.Fatal("terminate did not return")
 	}
-	exit := r.ev.waitFor(t, "worker exit", func(e manager.Event) bool {
+	exit := r.Events.WaitFor(t, "worker exit", func(e manager.Event) bool {
 		x, ok := e.(manager.WorkerExited)
 		return ok && x.PipelineID == id
 	}).(manager.WorkerExited)
@@ -168,18 +169,18 @@ func TestStaleResponseNeverReachesNextCaller(t *testing.T) {
 	cfg.QueueTimeout = 300 * time.Millisecond
 	cfg.CommandTimeoutFloor = 300 * time.Millisecond
 	cfg.HealthCheckInterval = time.Hour // keep probes out of the slot
-	r := start(t, cfg, memory(t))
+	r := testkit.StartManager(t, cfg, memory(t))
 	ctx := t.Context()
-	id := mustInit(t, r)
-	if err := r.c.Chaos(ctx, id, "slow_probe", map[string]any{"delay_seconds": 0.8}); err != nil {
+	id := r.Init(t)
+	if err := r.Client.Chaos(ctx, id, "slow_probe", map[string]any{"delay_seconds": 0.8}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.c.Status(ctx, id); !isType(err, protocol.ErrTypeOperation) {
+	if _, err := r.Client.Status(ctx, id); !isType(err, protocol.ErrTypeOperation) {
 		t.Fatalf("slow status = %v, want operation_error (timeout)", err)
 	}
-	r.ev.waitFor(t, "timeout", func(e manager.Event) bool { _, ok := e.(manager.CommandTimedOut); return ok })
+	r.Events.WaitFor(t, "timeout", func(e manager.Event) bool { _, ok := e.(manager.CommandTimedOut); return ok })
 	// The next command must get its own answer, not the late status report.
-	res, err := r.c.Consume(ctx, id)
+	res, err := r.Client.Consume(ctx, id)
 	if errors.Is(err, &protocol.Error{Type: protocol.ErrTypeOperation}) {
 		// The worker may still be sleeping on the old status: the slot is
 		// free but the reply is late, so this one times out too. Both are
@@ -191,11 +192,11 @@ func TestStaleResponseNeverReachesNextCaller(t *testing.T) {
 	if _, leaked := res.Fields["report"]; leaked {
 		t.Fatalf("consume received the stale status report: %+v", res)
 	}
-	r.ev.waitFor(t, "stale response", func(e manager.Event) bool {
+	r.Events.WaitFor(t, "stale response", func(e manager.Event) bool {
 		s, ok := e.(manager.StaleResponse)
 		return ok && s.PipelineID == id && !s.Garbage
 	})
-	if r.m.Snapshot().StaleResponses == 0 {
+	if r.M.Snapshot().StaleResponses == 0 {
 		t.Fatal("snapshot counted no stale response")
 	}
 }
@@ -203,16 +204,16 @@ func TestStaleResponseNeverReachesNextCaller(t *testing.T) {
 func TestGarbageAndStaleFramesDropped(t *testing.T) {
 	cfg := testConfig()
 	cfg.Chaos = true
-	r := start(t, cfg, memory(t))
+	r := testkit.StartManager(t, cfg, memory(t))
 	ctx := t.Context()
-	id := mustInit(t, r)
+	id := r.Init(t)
 	for _, f := range []string{"garbage_output", "stale_responses"} {
-		if err := r.c.Chaos(ctx, id, f, nil); err != nil {
+		if err := r.Client.Chaos(ctx, id, f, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for range 3 {
-		res, err := r.c.Status(ctx, id)
+		res, err := r.Client.Status(ctx, id)
 		if err != nil {
 			t.Fatalf("status among garbage: %v", err)
 		}
@@ -220,8 +221,8 @@ func TestGarbageAndStaleFramesDropped(t *testing.T) {
 			t.Fatalf("status answer = %+v", res)
 		}
 	}
-	r.ev.waitFor(t, "garbage frame", func(e manager.Event) bool { s, ok := e.(manager.StaleResponse); return ok && s.Garbage })
-	r.ev.waitFor(t, "stale frame", func(e manager.Event) bool { s, ok := e.(manager.StaleResponse); return ok && !s.Garbage })
+	r.Events.WaitFor(t, "garbage frame", func(e manager.Event) bool { s, ok := e.(manager.StaleResponse); return ok && s.Garbage })
+	r.Events.WaitFor(t, "stale frame", func(e manager.Event) bool { s, ok := e.(manager.StaleResponse); return ok && !s.Garbage })
 }
 
 func TestHealthTerminatesHungPipeline(t *testing.T) {
@@ -230,13 +231,13 @@ func TestHealthTerminatesHungPipeline(t *testing.T) {
 	cfg.HealthCheckInterval = 50 * time.Millisecond
 	cfg.HealthCheckTimeout = 200 * time.Millisecond
 	cfg.ProbeTimeoutFloor = 50 * time.Millisecond
-	r := start(t, cfg, memory(t))
+	r := testkit.StartManager(t, cfg, memory(t))
 	ctx := t.Context()
-	hung, healthy := mustInit(t, r), mustInit(t, r)
-	if err := r.c.Chaos(ctx, hung, "hang_queue", nil); err != nil {
+	hung, healthy := r.Init(t), r.Init(t)
+	if err := r.Client.Chaos(ctx, hung, "hang_queue", nil); err != nil {
 		t.Fatal(err)
 	}
-	exit := r.ev.waitFor(t, "unhealthy exit", func(e manager.Event) bool {
+	exit := r.Events.WaitFor(t, "unhealthy exit", func(e manager.Event) bool {
 		x, ok := e.(manager.WorkerExited)
 		return ok && x.PipelineID == hung
 	}).(manager.WorkerExited)
@@ -244,7 +245,7 @@ func TestHealthTerminatesHungPipeline(t *testing.T) {
 		t.Fatalf("exit reason = %q, want unhealthy", exit.Reason)
 	}
 	var failures []int
-	for _, e := range r.ev.all() {
+	for _, e := range r.Events.All() {
 		if p, ok := e.(manager.ProbeResult); ok && p.PipelineID == hung && p.Err != nil {
 			failures = append(failures, p.ConsecutiveFailures)
 		}
@@ -252,10 +253,10 @@ func TestHealthTerminatesHungPipeline(t *testing.T) {
 	if len(failures) < cfg.MaxHealthFailures || failures[cfg.MaxHealthFailures-1] != cfg.MaxHealthFailures {
 		t.Fatalf("failed probes counted %v, want 1..%d", failures, cfg.MaxHealthFailures)
 	}
-	if ids, _ := r.c.List(ctx); len(ids) != 1 || ids[0] != healthy {
+	if ids, _ := r.Client.List(ctx); len(ids) != 1 || ids[0] != healthy {
 		t.Fatalf("list = %v, want only the healthy pipeline", ids)
 	}
-	for _, p := range r.m.Snapshot().Pipelines {
+	for _, p := range r.M.Snapshot().Pipelines {
 		if p.PipelineID == healthy && p.Health.ConsecutiveFailures != 0 {
 			t.Fatalf("healthy pipeline has %d failures", p.Health.ConsecutiveFailures)
 		}
@@ -265,7 +266,7 @@ func TestHealthTerminatesHungPipeline(t *testing.T) {
 func TestWarmPool(t *testing.T) {
 	cfg := testConfig()
 	cfg.PreloadedProcesses = 2
-	r := start(t, cfg, memory(t))
+	r := testkit.StartManager(t, cfg, memory(t))
 	spawned := func(n int) func(manager.Event) bool {
 		seen := 0
 		return func(e manager.Event) bool {
@@ -275,9 +276,9 @@ func TestWarmPool(t *testing.T) {
 			return seen == n
 		}
 	}
-	r.ev.waitFor(t, "two warm workers", spawned(2))
+	r.Events.WaitFor(t, "two warm workers", spawned(2))
 	before := map[string]bool{}
-	for _, p := range r.m.Snapshot().Pipelines {
+	for _, p := range r.M.Snapshot().Pipelines {
 		if p.Idle {
 			before[p.PipelineID] = true
 		}
@@ -285,23 +286,23 @@ func TestWarmPool(t *testing.T) {
 	if len(before) != 2 {
 		t.Fatalf("pool holds %d idle workers, want 2", len(before))
 	}
-	id := mustInit(t, r)
+	id := r.Init(t)
 	if !before[id] {
 		t.Fatalf("init %s did not take a warm worker from %v", id, before)
 	}
-	if ids, _ := r.c.List(t.Context()); len(ids) != 1 {
+	if ids, _ := r.Client.List(t.Context()); len(ids) != 1 {
 		t.Fatalf("list = %v: idle workers must not be listed", ids)
 	}
-	r.ev.waitFor(t, "pool refill", spawned(3))
+	r.Events.WaitFor(t, "pool refill", spawned(3))
 }
 
 func TestRAMAdmission(t *testing.T) {
 	cfg := testConfig()
 	cfg.MaxRAMMB = 100
-	r := start(t, cfg, memory(t), func(o *manager.Options) {
+	r := testkit.StartManager(t, cfg, memory(t), testkit.WithManagerOptions(func(o *manager.Options) {
 		o.MemoryUsage = func([]int) (uint64, error) { return 150 << 20, nil }
-	})
-	_, err := r.c.Init(t.Context(), synthetic())
+	}))
+	_, err := r.Client.Init(t.Context(), synthetic())
 	if !isType(err, protocol.ErrTypeInternal) || !strings.Contains(err.Error(), "150 MiB") || !strings.Contains(err.Error(), "STREAM_MANAGER_MAX_RAM_MB=100") {
 		t.Fatalf("init over the RAM limit = %v, want internal_error with the numbers", err)
 	}
@@ -318,10 +319,10 @@ func TestHangDetectedUnderClientLoad(t *testing.T) {
 	cfg.HealthCheckInterval = 50 * time.Millisecond
 	cfg.HealthCheckTimeout = 200 * time.Millisecond
 	cfg.ProbeTimeoutFloor = 50 * time.Millisecond
-	r := start(t, cfg, memory(t))
+	r := testkit.StartManager(t, cfg, memory(t))
 	ctx := t.Context()
-	id := mustInit(t, r)
-	if err := r.c.Chaos(ctx, id, "hang_queue", nil); err != nil {
+	id := r.Init(t)
+	if err := r.Client.Chaos(ctx, id, "hang_queue", nil); err != nil {
 		t.Fatal(err)
 	}
 	stop := make(chan struct{})
@@ -334,11 +335,11 @@ func TestHangDetectedUnderClientLoad(t *testing.T) {
 				return
 			default:
 			}
-			_, _ = r.c.Status(ctx, id)
+			_, _ = r.Client.Status(ctx, id)
 		}
 	}()
 	defer func() { close(stop); <-loaded }()
-	exit := r.ev.waitFor(t, "unhealthy exit", func(e manager.Event) bool {
+	exit := r.Events.WaitFor(t, "unhealthy exit", func(e manager.Event) bool {
 		x, ok := e.(manager.WorkerExited)
 		return ok && x.PipelineID == id
 	}).(manager.WorkerExited)

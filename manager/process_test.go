@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/corral-dev/corral/internal/testkit"
 	"github.com/corral-dev/corral/manager"
 	"github.com/corral-dev/corral/manager/launch"
 	"github.com/corral-dev/corral/manager/protocol"
@@ -36,22 +37,22 @@ func TestHungWorkerDoesNotDelayOthers(t *testing.T) {
 	cfg := testConfig()
 	cfg.QueueTimeout = 3 * time.Second
 	cfg.HealthCheckInterval = time.Hour // this test is about client commands
-	r := start(t, cfg, processes(t))
+	r := testkit.StartManager(t, cfg, testkit.ProcessLauncher(t))
 	ctx := t.Context()
-	hung, healthy := mustInit(t, r), mustInit(t, r)
-	pid := pidOf(t, r, hung)
+	hung, healthy := r.Init(t), r.Init(t)
+	pid := r.Pid(t, hung)
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
 	defer syscall.Kill(pid, syscall.SIGCONT)
 
 	hungAnswer := make(chan error, 1)
-	go func() { _, err := r.c.Status(ctx, hung); hungAnswer <- err }()
+	go func() { _, err := r.Client.Status(ctx, hung); hungAnswer <- err }()
 	for range 5 {
-		if _, err := r.c.Status(ctx, healthy); err != nil {
+		if _, err := r.Client.Status(ctx, healthy); err != nil {
 			t.Fatalf("status of the healthy pipeline: %v", err)
 		}
-		if ids, err := r.c.List(ctx); err != nil || len(ids) != 2 {
+		if ids, err := r.Client.List(ctx); err != nil || len(ids) != 2 {
 			t.Fatalf("list = %v, %v", ids, err)
 		}
 	}
@@ -75,15 +76,15 @@ func TestCrashDuringInFlightCommand(t *testing.T) {
 	cfg.Chaos = true
 	cfg.QueueTimeout = time.Minute // the answer must come from the exit, not a timeout
 	cfg.HealthCheckInterval = time.Hour
-	r := start(t, cfg, processes(t))
+	r := testkit.StartManager(t, cfg, testkit.ProcessLauncher(t))
 	ctx := t.Context()
-	id := mustInit(t, r)
-	pid := pidOf(t, r, id)
-	if err := r.c.Chaos(ctx, id, "hang_queue", nil); err != nil {
+	id := r.Init(t)
+	pid := r.Pid(t, id)
+	if err := r.Client.Chaos(ctx, id, "hang_queue", nil); err != nil {
 		t.Fatal(err)
 	}
 	answer := make(chan protocol.Response, 1)
-	go func() { resp, _ := r.c.Status(ctx, id); answer <- resp }()
+	go func() { resp, _ := r.Client.Status(ctx, id); answer <- resp }()
 	// Crash the worker while the status waits on it.
 	time.Sleep(100 * time.Millisecond) // let the status reach the worker; an earlier crash is answered the same way
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
@@ -97,11 +98,11 @@ func TestCrashDuringInFlightCommand(t *testing.T) {
 	case <-time.After(wait):
 		t.Fatal("in-flight status not answered after the crash")
 	}
-	exit := r.ev.waitFor(t, "crash", func(e manager.Event) bool { x, ok := e.(manager.WorkerExited); return ok && x.PipelineID == id }).(manager.WorkerExited)
+	exit := r.Events.WaitFor(t, "crash", func(e manager.Event) bool { x, ok := e.(manager.WorkerExited); return ok && x.PipelineID == id }).(manager.WorkerExited)
 	if exit.Reason != manager.ExitCrashed || exit.Signal == "" {
 		t.Fatalf("exit = %+v, want crashed by a signal", exit)
 	}
-	if _, err := r.c.Status(ctx, id); !isType(err, protocol.ErrTypeNotFound) {
+	if _, err := r.Client.Status(ctx, id); !isType(err, protocol.ErrTypeNotFound) {
 		t.Fatalf("status after crash = %v, want not_found", err)
 	}
 }
@@ -111,24 +112,24 @@ func TestTerminateWorkerIgnoringSigterm(t *testing.T) {
 	cfg.Chaos = true
 	cfg.TerminationGracePeriod = 300 * time.Millisecond
 	cfg.ProcessJoinTimeout = 5 * time.Second
-	r := start(t, cfg, processes(t))
+	r := testkit.StartManager(t, cfg, testkit.ProcessLauncher(t))
 	ctx := t.Context()
-	id := mustInit(t, r)
-	pid := pidOf(t, r, id)
+	id := r.Init(t)
+	pid := r.Pid(t, id)
 	for _, f := range []string{"ignore_sigterm", "hang_queue"} {
-		if err := r.c.Chaos(ctx, id, f, nil); err != nil {
+		if err := r.Client.Chaos(ctx, id, f, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
 	begin := time.Now()
-	if err := r.c.Terminate(ctx, id); err != nil {
+	if err := r.Client.Terminate(ctx, id); err != nil {
 		t.Fatalf("terminate: %v", err)
 	}
 	took := time.Since(begin)
 	if bound := cfg.TerminationGracePeriod + cfg.ProcessJoinTimeout; took > bound {
 		t.Fatalf("terminate took %s, more than grace + join = %s", took, bound)
 	}
-	exit := r.ev.waitFor(t, "exit", func(e manager.Event) bool { x, ok := e.(manager.WorkerExited); return ok && x.PipelineID == id }).(manager.WorkerExited)
+	exit := r.Events.WaitFor(t, "exit", func(e manager.Event) bool { x, ok := e.(manager.WorkerExited); return ok && x.PipelineID == id }).(manager.WorkerExited)
 	if !exit.Killed || exit.Signal == "" {
 		t.Fatalf("exit = %+v, want SIGKILLed after the grace period", exit)
 	}
@@ -136,13 +137,13 @@ func TestTerminateWorkerIgnoringSigterm(t *testing.T) {
 }
 
 func TestFailedInitLeavesNoProcess(t *testing.T) {
-	l := processes(t)
-	r := start(t, testConfig(), l)
+	l := testkit.ProcessLauncher(t)
+	r := testkit.StartManager(t, testConfig(), l)
 	bad := protocol.InitConfig{VideoConfiguration: protocol.VideoConfiguration{VideoReference: "/no/such/file.y4m"}}
-	if _, err := r.c.Init(t.Context(), bad); !isType(err, protocol.ErrTypeInvalidPayload) {
+	if _, err := r.Client.Init(t.Context(), bad); !isType(err, protocol.ErrTypeInvalidPayload) {
 		t.Fatalf("init = %v, want invalid_payload", err)
 	}
-	exit := r.ev.waitFor(t, "exit", func(e manager.Event) bool { _, ok := e.(manager.WorkerExited); return ok }).(manager.WorkerExited)
+	exit := r.Events.WaitFor(t, "exit", func(e manager.Event) bool { _, ok := e.(manager.WorkerExited); return ok }).(manager.WorkerExited)
 	gone(t, exit.Pid)
 	if procs, err := launch.Census(l.Marker()); err != nil || len(procs) != 0 {
 		t.Fatalf("census after failed init = %+v, %v", procs, err)
@@ -154,9 +155,9 @@ func TestShutdownKillsEverythingInBound(t *testing.T) {
 	cfg.Chaos = true
 	cfg.TerminationGracePeriod = 500 * time.Millisecond
 	cfg.ProcessJoinTimeout = 5 * time.Second
-	l := processes(t)
-	ev := newRecorder()
-	m, err := manager.New(cfg, manager.Options{Launcher: l, Hook: ev.hook})
+	l := testkit.ProcessLauncher(t)
+	ev := testkit.NewRecorder(wait)
+	m, err := manager.New(cfg, manager.Options{Launcher: l, Hook: ev.Hook})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +187,7 @@ func TestShutdownKillsEverythingInBound(t *testing.T) {
 		t.Fatalf("shutdown took %s, more than grace + join = %s", took, bound)
 	}
 	var phases []int
-	for _, e := range ev.all() {
+	for _, e := range ev.All() {
 		if p, ok := e.(manager.ShutdownPhase); ok && p.Done {
 			phases = append(phases, p.Phase)
 		}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/corral-dev/corral/internal/testkit"
 	"github.com/corral-dev/corral/manager/protocol"
 )
 
@@ -60,7 +61,7 @@ func errorType(env map[string]any) string {
 func TestHostileFrames(t *testing.T) {
 	cfg := testConfig()
 	cfg.MaxFrameBytes = 1 << 20
-	r := start(t, cfg, memory(t))
+	r := testkit.StartManager(t, cfg, memory(t))
 	header := func(n uint32) []byte { return binary.BigEndian.AppendUint32(nil, n) }
 	frame := func(s string) []byte { return protocol.AppendFrame(nil, []byte(s)) }
 	longID := strings.Repeat("x", 100_000)
@@ -84,7 +85,7 @@ func TestHostileFrames(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			env := raw(t, r.c.Addr, tt.payload)
+			env := raw(t, r.Client.Addr, tt.payload)
 			if tt.want == "" {
 				if env != nil {
 					t.Fatalf("answered %v, want the connection closed", env)
@@ -97,7 +98,7 @@ func TestHostileFrames(t *testing.T) {
 		})
 	}
 	// The manager still answers after all of that.
-	if _, err := r.c.List(t.Context()); err != nil {
+	if _, err := r.Client.List(t.Context()); err != nil {
 		t.Fatalf("list after hostile frames: %v", err)
 	}
 }
@@ -105,8 +106,8 @@ func TestHostileFrames(t *testing.T) {
 func TestStalledClientDropped(t *testing.T) {
 	cfg := testConfig()
 	cfg.SocketTimeout = 200 * time.Millisecond
-	r := start(t, cfg, memory(t))
-	conn, err := net.Dial("tcp", r.c.Addr)
+	r := testkit.StartManager(t, cfg, memory(t))
+	conn, err := net.Dial("tcp", r.Client.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +116,7 @@ func TestStalledClientDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Meanwhile other clients are served.
-	if _, err := r.c.List(t.Context()); err != nil {
+	if _, err := r.Client.List(t.Context()); err != nil {
 		t.Fatalf("list beside a stalled client: %v", err)
 	}
 	_ = conn.SetReadDeadline(time.Now().Add(wait))
@@ -128,10 +129,10 @@ func TestStalledClientDropped(t *testing.T) {
 func TestConnectionCap(t *testing.T) {
 	cfg := testConfig()
 	cfg.MaxConnections = 2
-	r := start(t, cfg, memory(t))
+	r := testkit.StartManager(t, cfg, memory(t))
 	var idle []net.Conn
 	for range 2 {
-		c, err := net.Dial("tcp", r.c.Addr)
+		c, err := net.Dial("tcp", r.Client.Addr)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -142,7 +143,7 @@ func TestConnectionCap(t *testing.T) {
 	// answered with "too many" proves it, a success means it raced ahead.
 	deadline := time.Now().Add(wait)
 	for {
-		env := raw(t, r.c.Addr, protocol.AppendFrame(nil, []byte(`{"type":"list_pipelines"}`)))
+		env := raw(t, r.Client.Addr, protocol.AppendFrame(nil, []byte(`{"type":"list_pipelines"}`)))
 		if errorType(env) == protocol.ErrTypeInternal {
 			resp := env["response"].(map[string]any)
 			if !strings.Contains(resp["error_message"].(string), "STREAM_MANAGER_MAX_CONNECTIONS") {
@@ -160,7 +161,7 @@ func TestConnectionCap(t *testing.T) {
 	// Once the idle connections close, requests are served again.
 	deadline = time.Now().Add(wait)
 	for {
-		if _, err := r.c.List(t.Context()); err == nil {
+		if _, err := r.Client.List(t.Context()); err == nil {
 			break
 		}
 		if time.Now().After(deadline) {

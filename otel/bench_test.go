@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/corral-dev/corral/internal/testkit"
 	"github.com/corral-dev/corral/manager"
 	"github.com/corral-dev/corral/manager/launch"
 	"github.com/corral-dev/corral/manager/protocol"
@@ -89,7 +90,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 			h = manager.Chain(m, manager.Recover(nil),
 				corralotel.Middleware(corralotel.WithTracerProvider(c.tp), corralotel.WithMeterProvider(c.mp)))
 		}
-		variants = append(variants, variant{c.name, &protocol.Client{Addr: serve(b, h, cfg), Timeout: wait}})
+		variants = append(variants, variant{c.name, &protocol.Client{Addr: testkit.Serve(b, h, cfg, wait), Timeout: wait}})
 	}
 	ctx := context.Background()
 	call := func(b *testing.B, c *protocol.Client) {

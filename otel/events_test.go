@@ -33,18 +33,18 @@ func TestProbeTimeoutSpans(t *testing.T) {
 		t.Fatalf("init: %+v", resp)
 	}
 	id := resp.PipelineID
-	r.ev.waitFor(t, "successful probe", func(e manager.Event) bool {
+	r.ev.WaitFor(t, "successful probe", func(e manager.Event) bool {
 		p, ok := e.(manager.ProbeResult)
 		return ok && p.Err == nil
 	})
 	if resp := r.h.Handle(t.Context(), request(protocol.TypeChaos, id, map[string]any{"fault": "hang_queue"})); !resp.OK() {
 		t.Fatalf("chaos: %+v", resp)
 	}
-	ev := r.ev.waitFor(t, "timed-out probe", func(e manager.Event) bool {
+	ev := r.ev.WaitFor(t, "timed-out probe", func(e manager.Event) bool {
 		p, ok := e.(manager.ProbeResult)
 		return ok && p.TimedOut
 	}).(manager.ProbeResult)
-	r.ev.waitFor(t, "unhealthy exit", func(e manager.Event) bool {
+	r.ev.WaitFor(t, "unhealthy exit", func(e manager.Event) bool {
 		x, ok := e.(manager.WorkerExited)
 		return ok && x.Reason == manager.ExitUnhealthy
 	})

@@ -3,8 +3,6 @@ package otel_test
 import (
 	"context"
 	"encoding/json"
-	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.uber.org/goleak"
 
+	"github.com/corral-dev/corral/internal/testkit"
 	"github.com/corral-dev/corral/manager"
 	"github.com/corral-dev/corral/manager/launch"
 	"github.com/corral-dev/corral/manager/protocol"
@@ -120,55 +119,9 @@ func noAttr(t testing.TB, s sdktrace.ReadOnlySpan, key attribute.Key) {
 	}
 }
 
-// events collects manager events and wakes waiters on each one.
-type events struct {
-	mu   sync.Mutex
-	all  []manager.Event
-	more chan struct{}
-}
-
-func newEvents() *events { return &events{more: make(chan struct{})} }
-
-func (e *events) hook(ev manager.Event) {
-	e.mu.Lock()
-	e.all = append(e.all, ev)
-	close(e.more)
-	e.more = make(chan struct{})
-	e.mu.Unlock()
-}
-
-func (e *events) waitFor(t testing.TB, what string, pred func(manager.Event) bool) manager.Event {
-	t.Helper()
-	deadline := time.After(wait)
-	seen := 0
-	for {
-		e.mu.Lock()
-		for ; seen < len(e.all); seen++ {
-			if pred(e.all[seen]) {
-				ev := e.all[seen]
-				e.mu.Unlock()
-				return ev
-			}
-		}
-		more := e.more
-		e.mu.Unlock()
-		select {
-		case <-more:
-		case <-deadline:
-			t.Fatalf("no %s event within %s", what, wait)
-		}
-	}
-}
-
 func testConfig() manager.Config {
-	cfg := manager.DefaultConfig()
-	cfg.Port = 0
-	cfg.QueueTimeout = 5 * time.Second
-	cfg.HealthCheckTimeout = 2 * time.Second
-	cfg.HealthCheckInterval = time.Second
-	cfg.TerminationGracePeriod = 500 * time.Millisecond
+	cfg := testkit.Config()
 	cfg.ProcessJoinTimeout = 2 * time.Second
-	cfg.SocketTimeout = 2 * time.Second
 	return cfg
 }
 
@@ -178,13 +131,13 @@ type rig struct {
 	m   *manager.Manager
 	h   manager.Handler
 	tel *telemetry
-	ev  *events
+	ev  *testkit.Recorder
 }
 
 func newRig(t testing.TB, cfg manager.Config) *rig {
 	t.Helper()
 	tel := newTelemetry(t)
-	ev := newEvents()
+	ev := testkit.NewRecorder(wait)
 	l := launch.NewMemory(launch.MemoryConfig{
 		Tracer: corralotel.WorkerTracer(append(tel.opts(), corralotel.WithFrameSampleEvery(5))...),
 	})
@@ -192,7 +145,7 @@ func newRig(t testing.TB, cfg manager.Config) *rig {
 		Launcher: l,
 		// The otel hook runs first: when a test sees an event, its span
 		// has ended.
-		Hook: manager.Hooks(corralotel.EventHook(tel.opts()...), ev.hook),
+		Hook: manager.Hooks(corralotel.EventHook(tel.opts()...), ev.Hook),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -223,27 +176,4 @@ func initRequest() *protocol.Request {
 	return request(protocol.TypeInit, "", map[string]any{
 		"video_configuration": map[string]any{"type": "VideoConfiguration", "video_reference": "synthetic://32x24?fps=100"},
 	})
-}
-
-// serve runs h on a loopback port until the test ends.
-func serve(t testing.TB, h manager.Handler, cfg manager.Config) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := manager.NewServer(h, cfg, nil)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), wait)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		select {
-		case <-served:
-		case <-ctx.Done():
-			t.Error("server did not stop")
-		}
-	})
-	return ln.Addr().String()
 }

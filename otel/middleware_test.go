@@ -12,6 +12,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/corral-dev/corral/internal/testkit"
 	"github.com/corral-dev/corral/manager"
 	"github.com/corral-dev/corral/manager/protocol"
 	corralotel "github.com/corral-dev/corral/otel"
@@ -148,7 +149,7 @@ func TestMiddlewarePanic(t *testing.T) {
 // across a real loopback connection.
 func TestCallClientSpan(t *testing.T) {
 	r := newRig(t, testConfig())
-	addr := serve(t, r.h, testConfig())
+	addr := testkit.Serve(t, r.h, testConfig(), wait)
 	c := &protocol.Client{Addr: addr, Timeout: wait}
 	env, err := corralotel.Call(t.Context(), c, request(protocol.TypeListPipelines, "", nil), r.tel.opts()...)
 	if err != nil || !env.Response.OK() {

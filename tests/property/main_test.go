@@ -8,17 +8,12 @@ import (
 	"strings"
 	"testing"
 
-	"go.uber.org/goleak"
-
-	"github.com/corral-dev/corral/manager/worker"
+	"github.com/corral-dev/corral/internal/testkit"
 )
 
 func TestMain(m *testing.M) {
 	// The real-process tier starts this test binary as its worker.
-	if os.Getenv(worker.EnvMode) != "" {
-		os.Exit(worker.Main())
-	}
-	goleak.VerifyTestMain(m)
+	testkit.WorkerTestMain(m)
 }
 
 // Default check counts of the quick tier (make test): small enough that the
