@@ -25,49 +25,62 @@ func BenchmarkStatusRoundTrip(b *testing.B) {
 }
 
 // BenchmarkHungNeighbour measures a healthy pipeline's status latency
-// without and then with a SIGSTOPped neighbour that has a status in flight,
-// in the same run, and reports the ratio of the medians. Upstream's
-// answer is "forever"; the goal here is a ratio near 1.
+// while its neighbour alternates, every 25 commands, between running and
+// SIGSTOPped with a status in flight, and reports the ratio of the medians
+// beside the hung neighbour and beside the running one, interleaved in the
+// same run. Upstream's answer is "forever"; the goal here is a ratio near 1.
 func BenchmarkHungNeighbour(b *testing.B) {
 	cfg := testConfig()
 	cfg.HealthCheckInterval = time.Hour
 	cfg.QueueTimeout = time.Minute // the stopped worker's command stays in flight
 	r := testkit.StartManager(b, cfg, testkit.ProcessLauncher(b))
 	healthy, hung := r.Init(b), r.Init(b)
-	measure := func(n int) []time.Duration {
-		out := make([]time.Duration, 0, n)
-		for range n {
-			begin := time.Now()
-			if _, err := r.Client.Status(b.Context(), healthy); err != nil {
+	pid := r.Pid(b, hung)
+
+	stopped := false
+	var inflight chan struct{}
+	toggle := func() {
+		b.StopTimer()
+		defer b.StartTimer()
+		if !stopped {
+			if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 				b.Fatal(err)
 			}
-			out = append(out, time.Since(begin))
+			inflight = make(chan struct{})
+			go func(done chan struct{}) {
+				defer close(done)
+				_, _ = r.Client.Status(b.Context(), hung)
+			}(inflight)
+		} else {
+			_ = syscall.Kill(pid, syscall.SIGCONT)
+			<-inflight // answered once the worker runs again (bounded by QueueTimeout)
 		}
-		return out
+		stopped = !stopped
 	}
-	const n = 200
-	before := measure(n)
-	pid := r.Pid(b, hung)
-	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
-		b.Fatal(err)
-	}
-	inflight := make(chan struct{})
-	go func() {
-		defer close(inflight)
-		_, _ = r.Client.Status(b.Context(), hung)
-	}()
-	b.ResetTimer()
-	var during []time.Duration
+	var calm, beside []time.Duration
+	i := 0
 	for b.Loop() {
-		during = append(during, measure(1)...)
+		if i%25 == 0 && i > 0 {
+			toggle()
+		}
+		i++
+		begin := time.Now()
+		if _, err := r.Client.Status(b.Context(), healthy); err != nil {
+			b.Fatal(err)
+		}
+		if stopped {
+			beside = append(beside, time.Since(begin))
+		} else {
+			calm = append(calm, time.Since(begin))
+		}
 	}
-	b.StopTimer()
-	if len(during) < n {
-		during = append(during, measure(n-len(during))...)
+	if stopped {
+		toggle()
 	}
-	_ = syscall.Kill(pid, syscall.SIGKILL) // let the in-flight status end
-	<-inflight
-	base, hungMedian := median(before), median(during)
+	if len(calm) == 0 || len(beside) == 0 {
+		return // too few iterations to compare (run with -benchtime >= 50x)
+	}
+	base, hungMedian := median(calm), median(beside)
 	b.ReportMetric(float64(base.Microseconds()), "healthy-µs")
 	b.ReportMetric(float64(hungMedian.Microseconds()), "beside-hung-µs")
 	b.ReportMetric(float64(hungMedian)/float64(base), "ratio")
