@@ -7,6 +7,7 @@ import (
 	"os"
 	"syscall"
 
+	"github.com/corral-dev/corral/manager/launch"
 	"github.com/corral-dev/corral/manager/protocol"
 )
 
@@ -69,7 +70,7 @@ func workerFromProc(fault string, t Target, s Spec) (workerProc, error) {
 		index = int(h.Sum32() % uint32(len(kids)))
 	}
 	kid := kids[index%len(kids)]
-	return workerProc{pid: kid.pid, pgid: kid.pgid, source: "proc"}, nil
+	return workerProc{pid: kid.Pid, pgid: kid.Pgid, source: "proc"}, nil
 }
 
 // signalWorker sends sig to the worker's process group, or to its pid alone when
@@ -81,7 +82,7 @@ func signalWorker(fault string, w workerProc, t Target, sig syscall.Signal) (str
 	}
 	shared := w.pgid <= 1 || w.pgid == syscall.Getpgrp()
 	if t.ManagerPid > 0 {
-		if st, err := readStat(t.ManagerPid); err == nil && st.pgid == w.pgid {
+		if st, err := launch.Stat(t.ManagerPid); err == nil && st.Pgid == w.pgid {
 			shared = true
 		}
 	}

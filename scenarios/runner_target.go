@@ -197,7 +197,7 @@ func connectExternal(ctx context.Context, addr string, pid int) (*target, error)
 	var mu sync.Mutex
 	marker := ""
 	t.census = func(pgids []int) []launch.ProcInfo {
-		all := scanProcs()
+		all, _ := launch.Scan(nil)
 		var out []launch.ProcInfo
 		if pid > 0 {
 			out = descendants(all, pid)
@@ -225,7 +225,7 @@ func connectExternal(ctx context.Context, addr string, pid int) (*target, error)
 func waitPidExit(ctx context.Context, pid int, bound time.Duration) bool {
 	deadline := time.Now().Add(bound)
 	for {
-		info, err := readStat(pid)
+		info, err := launch.Stat(pid)
 		if err != nil || info.Zombie() {
 			return true
 		}
@@ -285,49 +285,6 @@ func descendants(all []launch.ProcInfo, root int) []launch.ProcInfo {
 		}
 	}
 	return out
-}
-
-// scanProcs reads every process's stat line; vanished ones are skipped.
-func scanProcs() []launch.ProcInfo {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	var out []launch.ProcInfo
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid <= 0 {
-			continue
-		}
-		if info, err := readStat(pid); err == nil {
-			out = append(out, info)
-		}
-	}
-	return out
-}
-
-// readStat parses /proc/<pid>/stat (comm may hold spaces and parentheses,
-// so fields are counted from the last ')').
-func readStat(pid int) (launch.ProcInfo, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return launch.ProcInfo{}, err
-	}
-	open, closing := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
-	if open < 0 || closing < open {
-		return launch.ProcInfo{}, fmt.Errorf("malformed stat for pid %d", pid)
-	}
-	f := strings.Fields(string(b[closing+1:]))
-	if len(f) < 4 {
-		return launch.ProcInfo{}, fmt.Errorf("short stat for pid %d", pid)
-	}
-	info := launch.ProcInfo{Pid: pid, State: f[0], Comm: string(b[open+1 : closing])}
-	for i, dst := range []*int{&info.PPid, &info.Pgid, &info.Sid} {
-		if *dst, err = strconv.Atoi(f[i+1]); err != nil {
-			return launch.ProcInfo{}, err
-		}
-	}
-	return info, nil
 }
 
 // environValue reads one variable of another process's environment.

@@ -38,6 +38,12 @@ func GroupMembers(pgid int) ([]ProcInfo, error) {
 	return scanProc(nil, func(p ProcInfo) bool { return p.Pgid == pgid })
 }
 
+// Scan lists every process for which keep returns true (all when keep is
+// nil), in /proc order; processes that vanish during the scan are skipped.
+func Scan(keep func(ProcInfo) bool) ([]ProcInfo, error) {
+	return scanProc(nil, keep)
+}
+
 // scanProc reads /proc once. pre filters by pid before stat is read (it is
 // the expensive environ check); post filters on the parsed stat line.
 // Processes that vanish during the scan are skipped, not errors.
@@ -55,7 +61,7 @@ func scanProc(pre func(pid int) bool, post func(ProcInfo) bool) ([]ProcInfo, err
 		if pre != nil && !pre(pid) {
 			continue
 		}
-		info, err := readStat(pid)
+		info, err := Stat(pid)
 		if err != nil {
 			continue
 		}
@@ -67,9 +73,10 @@ func scanProc(pre func(pid int) bool, post func(ProcInfo) bool) ([]ProcInfo, err
 	return out, nil
 }
 
-// readStat parses /proc/<pid>/stat. comm sits in parentheses and may itself
-// hold spaces and parentheses, so fields are counted from the last ')'.
-func readStat(pid int) (ProcInfo, error) {
+// Stat reads one process's /proc/<pid>/stat. comm sits in parentheses and
+// may itself hold spaces and parentheses, so fields are counted from the
+// last ')'.
+func Stat(pid int) (ProcInfo, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return ProcInfo{}, err

@@ -61,7 +61,7 @@ func TestEchoRoundTrip(t *testing.T) {
 	if p.Pid() <= 0 || p.Pgid() != p.Pid() {
 		t.Fatalf("pid %d, pgid %d: want a positive pid leading its own group", p.Pid(), p.Pgid())
 	}
-	info, err := readStat(p.Pid())
+	info, err := Stat(p.Pid())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +262,7 @@ func TestCloseKillsEverything(t *testing.T) {
 		// Same-group grandchildren were orphaned to this subreaper when
 		// their worker died; Close must have reaped them too.
 		if !procGone(gc) {
-			info, _ := readStat(gc)
+			info, _ := Stat(gc)
 			t.Errorf("grandchild %d still in the process table: %+v", gc, info)
 		}
 	}
@@ -302,7 +302,7 @@ func TestSIGKILLedManagerLeavesNoWorker(t *testing.T) {
 	// Pdeathsig kills the worker; init (or this test process, if an
 	// earlier test made it a subreaper) then reaps it.
 	eventually(t, 2*time.Second, "worker gone after its manager was SIGKILLed", func() bool {
-		info, err := readStat(worker)
+		info, err := Stat(worker)
 		if err != nil {
 			return procGone(worker)
 		}
