@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -51,9 +52,9 @@ func client(args []string, stdout, stderr io.Writer) int {
 	consumption := fs.Float64("consumption-timeout", 0, "init: consumption_timeout seconds (0: unset)")
 	payload := fs.String("payload", "", "init: the whole init request as JSON (overrides the other init flags)")
 	exclude := fs.String("exclude", "", "consume: comma-separated excluded_fields")
-	pos, err := parseInterspersed(fs, args[1:])
-	if err != nil {
-		return 2
+	pos, exit, ok := parseInterspersed(fs, args[1:])
+	if !ok {
+		return exit
 	}
 	want := map[string]int{"list": 0, "init": 0, "status": 1, "pause": 1, "resume": 1,
 		"consume": 1, "terminate": 1, "inspect": 0, "chaos": 2}
@@ -143,16 +144,19 @@ func client(args []string, stdout, stderr io.Writer) int {
 }
 
 // parseInterspersed parses flags that may come before or after positional
-// arguments, and returns the positional ones.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
+// arguments and returns the positional ones. ok is false when the command
+// must end with exit (0 after -h, 2 after a bad flag, which fs reported).
+func parseInterspersed(fs *flag.FlagSet, args []string) (pos []string, exit int, ok bool) {
 	for {
 		if err := fs.Parse(args); err != nil {
-			return nil, err
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, 0, false
+			}
+			return nil, 2, false
 		}
 		args = fs.Args()
 		if len(args) == 0 {
-			return pos, nil
+			return pos, 0, true
 		}
 		pos = append(pos, args[0])
 		args = args[1:]

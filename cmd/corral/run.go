@@ -44,12 +44,9 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(fs.Output(), "Usage: corral run [SCENARIO|FILE] [flags]\n\nRuns a scenario (default smoke; see corral scenarios) against an embedded\nmanager or --target, and writes history, schedule and reports to the run\nfolder. Exit status: 0 valid, 1 invalid or unknown, 2 usage or configuration error.\n\n")
 		fs.PrintDefaults()
 	}
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	pos, exit, ok := parseInterspersed(fs, args)
+	if !ok {
+		return exit
 	}
 	if len(pos) > 1 {
 		fmt.Fprintf(stderr, "corral run: one scenario at a time (got %s)\n", strings.Join(pos, " "))
@@ -166,12 +163,9 @@ func replayCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(fs.Output(), "Usage: corral replay DIR [flags]\n\nReruns a run folder's scenario (DIR/scenario.yaml) with its seed (DIR/seed).\n\n")
 		fs.PrintDefaults()
 	}
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	pos, exit, ok := parseInterspersed(fs, args)
+	if !ok {
+		return exit
 	}
 	if len(pos) != 1 {
 		fmt.Fprintln(stderr, "corral replay: want exactly one run folder (DIR)")
