@@ -2,6 +2,7 @@ package manager
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/corral-dev/corral/manager/launch"
@@ -35,6 +36,10 @@ type pipeline struct {
 	exitReason string // why it is being removed (an Exit* constant)
 	killed     bool   // the stop sequence had to SIGKILL it
 	health     healthRecord
+
+	// queued counts client commands waiting for or in flight on ch,
+	// capped by Config.MaxQueuedPerPipeline.
+	queued atomic.Int64
 
 	probeTimeout *adaptiveTimeout
 	cmdTimeouts  sync.Map // command type -> *adaptiveTimeout
