@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -94,63 +93,48 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "corral serve: %v\n", err)
 		return 1
 	}
-	ln, err := net.Listen("tcp", cfg.Addr())
+	svc, err := manager.StartService(cfg, manager.Options{Launcher: launcher, Log: log,
+		Hook: manager.Hooks(manager.LogEvents(log), corralotel.EventHook())},
+		corralotel.Middleware(), manager.LogRequests(log))
 	if err != nil {
-		_ = launcher.Close()
 		fmt.Fprintf(stderr, "corral serve: %v\n", err)
+		var ce *manager.ConfigError
+		if errors.As(err, &ce) {
+			return 2
+		}
 		return 1
 	}
-	m, err := manager.New(cfg, manager.Options{Launcher: launcher, Log: log,
-		Hook: manager.Hooks(manager.LogEvents(log), corralotel.EventHook())})
-	if err != nil {
-		_ = ln.Close()
-		_ = launcher.Close()
-		fmt.Fprintf(stderr, "corral serve: %v\n", err)
-		return 2
-	}
-	tel.watch(m)
-	srv := manager.NewServer(manager.Chain(m, manager.Recover(log), corralotel.Middleware(), manager.LogRequests(log)), cfg, log)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	fmt.Fprintf(stdout, "corral serve: listening on %s (pid %d)\n", ln.Addr(), os.Getpid())
+	tel.watch(svc.Manager())
+	fmt.Fprintf(stdout, "corral serve: listening on %s (pid %d)\n", svc.Addr(), os.Getpid())
 
-	var serveErr error
 	select {
 	case sig := <-sigs:
 		log.Info("signal received, shutting down", "signal", sig,
 			"grace", cfg.TerminationGracePeriod, "join", cfg.ProcessJoinTimeout)
-	case serveErr = <-served:
-		log.Error("server stopped", "err", serveErr)
+	case <-svc.Served():
+		log.Error("server stopped serving; shutting down")
 	}
 	start := time.Now()
-	// A second signal skips the rest of the grace period.
-	kill, skip := context.WithCancel(context.Background())
+	// A second signal hurries the shutdown: the rest of the grace period is
+	// skipped and requests in flight are cancelled.
+	hurry, skip := context.WithCancel(context.Background())
 	defer skip()
+	watching := make(chan struct{})
 	go func() {
+		defer close(watching)
 		select {
 		case sig := <-sigs:
 			log.Warn("second signal, killing workers now", "signal", sig)
 			skip()
-		case <-kill.Done():
+		case <-hurry.Done():
 		}
 	}()
-	bound := cfg.TerminationGracePeriod + cfg.ProcessJoinTimeout + time.Second
-	srvCtx, cancel := context.WithTimeout(context.Background(), bound)
-	defer cancel()
-	srvDone := make(chan error, 1)
-	go func() { srvDone <- srv.Shutdown(srvCtx) }()
-	mErr := m.Shutdown(kill)
+	err = svc.Shutdown(hurry)
 	skip()
-	<-srvDone
-	if serveErr == nil {
-		serveErr = <-served
-	}
+	<-watching
 	log.Info("shutdown complete", "duration", time.Since(start))
-	if mErr != nil {
-		fmt.Fprintf(stderr, "corral serve: %v\n", mErr)
-		return 1
-	}
-	if serveErr != nil && !errors.Is(serveErr, manager.ErrServerClosed) {
+	if err != nil {
+		fmt.Fprintf(stderr, "corral serve: %v\n", err)
 		return 1
 	}
 	return 0
