@@ -15,6 +15,7 @@ import (
 
 	"github.com/corral-dev/corral/manager"
 	"github.com/corral-dev/corral/manager/launch"
+	"github.com/corral-dev/corral/manager/logsink"
 	corralotel "github.com/corral-dev/corral/otel"
 )
 
@@ -74,7 +75,16 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	if code >= 0 {
 		return code
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	// Logging never blocks a request and never fails one: lines go through
+	// a bounded queue, and a closed or stalled stderr loses lines (counted,
+	// reported once it comes back or at exit), nothing else.
+	sink := logsink.New(stderr, 0)
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = sink.Close(ctx)
+	}()
+	log := slog.New(slog.NewTextHandler(sink, &slog.HandlerOptions{Level: level}))
 	// Signals first, so a signal during start-up is not lost.
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
@@ -82,7 +92,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 
 	tel, err := startTelemetry(context.Background(), telFlags, log, stdout)
 	if err != nil {
-		fmt.Fprintf(stderr, "corral serve: %v\n", err)
+		fmt.Fprintf(sink, "corral serve: %v\n", err) // in order with the log lines
 		return 1
 	}
 	defer tel.close() // runs after the manager's shutdown: its last spans are flushed
@@ -90,14 +100,14 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	launcher, err := launch.NewProcesses(launch.ProcessConfig{Subreaper: true, Stderr: os.Stderr, Log: log,
 		Env: telFlags.workerEnv()})
 	if err != nil {
-		fmt.Fprintf(stderr, "corral serve: %v\n", err)
+		fmt.Fprintf(sink, "corral serve: %v\n", err) // in order with the log lines
 		return 1
 	}
 	svc, err := manager.StartService(cfg, manager.Options{Launcher: launcher, Log: log,
 		Hook: manager.Hooks(manager.LogEvents(log), corralotel.EventHook())},
 		corralotel.Middleware(), manager.LogRequests(log))
 	if err != nil {
-		fmt.Fprintf(stderr, "corral serve: %v\n", err)
+		fmt.Fprintf(sink, "corral serve: %v\n", err) // in order with the log lines
 		var ce *manager.ConfigError
 		if errors.As(err, &ce) {
 			return 2
@@ -134,7 +144,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	<-watching
 	log.Info("shutdown complete", "duration", time.Since(start))
 	if err != nil {
-		fmt.Fprintf(stderr, "corral serve: %v\n", err)
+		fmt.Fprintf(sink, "corral serve: %v\n", err) // in order with the log lines
 		return 1
 	}
 	return 0
