@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,36 +13,6 @@ import (
 	"github.com/corral-dev/corral/manager"
 	"github.com/corral-dev/corral/manager/protocol"
 )
-
-// concurrentInits sends n inits at once and returns the ids admitted and
-// the errors of those refused.
-func concurrentInits(t *testing.T, c *protocol.Client, n int, video string) (ids []string, refused []error) {
-	t.Helper()
-	var (
-		mu    sync.Mutex
-		wg    sync.WaitGroup
-		start = make(chan struct{})
-	)
-	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			id, err := c.Init(t.Context(), protocol.InitConfig{
-				VideoConfiguration: protocol.VideoConfiguration{VideoReference: video}})
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				refused = append(refused, err)
-			} else {
-				ids = append(ids, id)
-			}
-		}()
-	}
-	close(start)
-	wg.Wait()
-	return ids, refused
-}
 
 // Issue 9, item 1: ten inits at once against a RAM limit used to be
 // admitted all ten, each reading memory before any new worker existed.
@@ -62,7 +31,7 @@ func TestRAMAdmissionReservesConcurrentInits(t *testing.T) {
 			return 10 << 20, nil
 		}
 	}))
-	ids, refused := concurrentInits(t, r.Client, 10, "synthetic://64x48?fps=50")
+	ids, refused := testkit.ConcurrentInits(t.Context(), r.Client, 10, "synthetic://64x48?fps=50")
 	if len(ids) != 4 || len(refused) != 6 {
 		t.Fatalf("admitted %d, refused %d (%v); want 4 admitted: 10 MiB + 4 x 20 MiB reserved = limit 80 + one worker", len(ids), len(refused), refused)
 	}
@@ -78,7 +47,7 @@ func TestRAMAdmissionReservesConcurrentInits(t *testing.T) {
 	if err := r.Client.Terminate(t.Context(), ids[0]); err != nil {
 		t.Fatal(err)
 	}
-	if more, refused := concurrentInits(t, r.Client, 3, "synthetic://64x48?fps=50"); len(more) != 1 || len(refused) != 2 {
+	if more, refused := testkit.ConcurrentInits(t.Context(), r.Client, 3, "synthetic://64x48?fps=50"); len(more) != 1 || len(refused) != 2 {
 		t.Fatalf("after one terminate: admitted %d, refused %d, want 1 and 2", len(more), len(refused))
 	}
 }
@@ -107,7 +76,7 @@ func TestRAMAdmissionBoundsWarmPool(t *testing.T) {
 	if idle != 4 {
 		t.Fatalf("%d warm workers, want 4 (10 MiB + 4 x 20 MiB reaches the 80 MiB limit)", idle)
 	}
-	if ids, refused := concurrentInits(t, r.Client, 6, "synthetic://64x48?fps=50"); len(ids) != 4 || len(refused) != 2 {
+	if ids, refused := testkit.ConcurrentInits(t.Context(), r.Client, 6, "synthetic://64x48?fps=50"); len(ids) != 4 || len(refused) != 2 {
 		t.Fatalf("admitted %d, refused %d (%v); want the 4 warm workers taken and 2 refused", len(ids), len(refused), refused)
 	}
 }
@@ -150,7 +119,7 @@ func TestRAMAdmissionRealWorkers(t *testing.T) {
 	cfg.WorkerRAMMB = int(worker>>20) + 1
 	r := testkit.StartManager(t, cfg, testkit.ProcessLauncher(t))
 	before := rss(t, os.Getpid())
-	ids, refused := concurrentInits(t, r.Client, 10, video)
+	ids, refused := testkit.ConcurrentInits(t.Context(), r.Client, 10, video)
 	if len(ids) == 0 || len(refused) == 0 {
 		t.Fatalf("admitted %d, refused %d (%v): want some of each with room for 3.5 workers", len(ids), len(refused), refused)
 	}

@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/corral-dev/corral/internal/testkit"
 	"github.com/corral-dev/corral/manager/protocol"
 )
 
@@ -36,31 +36,7 @@ func TestRAMLimitUnderConcurrentInits(t *testing.T) {
 		fmt.Sprintf("STREAM_MANAGER_WORKER_RAM_MB=%d", workerMB),
 	})
 
-	var (
-		mu      sync.Mutex
-		wg      sync.WaitGroup
-		ids     []string
-		refused []error
-		start   = make(chan struct{})
-	)
-	for range 10 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			id, err := s.client().Init(context.Background(), protocol.InitConfig{
-				VideoConfiguration: protocol.VideoConfiguration{VideoReference: video}})
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				refused = append(refused, err)
-			} else {
-				ids = append(ids, id)
-			}
-		}()
-	}
-	close(start)
-	wg.Wait()
+	ids, refused := testkit.ConcurrentInits(context.Background(), s.client(), 10, video)
 	if len(ids) == 0 || len(refused) == 0 {
 		t.Fatalf("admitted %d, refused %d (%v): want some of each with room for 3.5 workers", len(ids), len(refused), refused)
 	}
