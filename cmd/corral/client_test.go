@@ -170,33 +170,8 @@ func TestClientInitPayload(t *testing.T) {
 	})
 }
 
-func TestClientUsageErrors(t *testing.T) {
-	missing := filepath.Join(t.TempDir(), "missing.json")
-	for _, tc := range []struct {
-		args []string
-		want string
-	}{
-		{[]string{"client"}, "Usage: corral client"},
-		{[]string{"client", "--addr", "127.0.0.1:1"}, "no command given"},
-		{[]string{"client", "--addr", "127.0.0.1:1", "bogus"}, `unknown command "bogus"`},
-		{[]string{"client", "--addr"}, "flag needs an argument: -addr"},
-		{[]string{"client", "--addr", "nohost", "list"}, `--addr "nohost" is invalid`},
-		{[]string{"client", "status"}, "status: takes 1 argument(s), got 0"},
-		{[]string{"client", "init", "--payload", "[1,2]"}, "is neither a JSON object nor a readable file"},
-		{[]string{"client", "init", "--payload", "null"}, "is neither a JSON object nor a readable file"},
-		{[]string{"client", "init", "--payload", missing}, "is neither a JSON object nor a readable file"},
-		{[]string{"client", "init", "--payload", "{broken"}, "--payload: the value is not a JSON object"},
-	} {
-		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
-			var stdout, stderr bytes.Buffer
-			if code := run(tc.args, &stdout, &stderr); code != 2 {
-				t.Errorf("exit %d, want 2 (stderr %q)", code, stderr.String())
-			}
-			if !strings.Contains(stderr.String(), tc.want) {
-				t.Errorf("stderr %q does not name %q", stderr.String(), tc.want)
-			}
-		})
-	}
+// The usage errors of corral client are in TestRunUsageErrors.
+func TestClientHelp(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	if code := run([]string{"client", "-h"}, &stdout, &stderr); code != 0 || !strings.Contains(stderr.String(), "before or after") {
 		t.Errorf("client -h: exit %d, stderr %q; want 0 and the usage", code, stderr.String())
