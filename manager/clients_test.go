@@ -15,29 +15,6 @@ import (
 	"github.com/corral-dev/corral/manager/protocol"
 )
 
-// serveRaw runs h on a fresh server on a loopback port; cleanup closes it.
-func serveRaw(t *testing.T, h manager.Handler, cfg manager.Config) (*manager.Server, string) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := manager.NewServer(h, cfg, nil)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		if err := srv.Close(); err != nil {
-			t.Errorf("close: %v", err)
-		}
-		select {
-		case <-served:
-		case <-time.After(wait):
-			t.Error("Serve did not return after Close")
-		}
-	})
-	return srv, ln.Addr().String()
-}
-
 // sendOnly writes one request frame and returns the open connection.
 func sendOnly(t testing.TB, addr string, req map[string]any) net.Conn {
 	t.Helper()
@@ -90,7 +67,7 @@ func TestDepartedClientCancelsItsRequest(t *testing.T) {
 				}
 				return protocol.Success(nil)
 			})
-			srv, addr := serveRaw(t, h, testConfig())
+			srv, addr := testkit.StartServer(t, h, testConfig(), wait)
 			conn := sendOnly(t, addr, map[string]any{"type": "list_pipelines"})
 			select {
 			case <-entered:
@@ -128,7 +105,10 @@ func TestAbandonedRequestsLeaveHealthyPipelineAnswering(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := r.Service.Server()
-	baseline := srv.Connections()
+	// The baseline of a quiet server: the connections of the calls above
+	// are released just after their answers.
+	const baseline = 0
+	waitConnections(t, srv, baseline)
 
 	conns := make([]net.Conn, clients)
 	for i := range conns {
@@ -233,7 +213,7 @@ func TestServerShutdownHonoursContext(t *testing.T) {
 		<-ctx.Done() // honours its context, and nothing else
 		return protocol.Failure(protocol.OperationError("cancelled"))
 	})
-	srv, addr := serveRaw(t, h, testConfig())
+	srv, addr := testkit.StartServer(t, h, testConfig(), wait)
 	conn := sendOnly(t, addr, map[string]any{"type": "list_pipelines"})
 	defer conn.Close()
 	select {

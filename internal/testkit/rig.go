@@ -117,6 +117,14 @@ func StartManager(t testing.TB, cfg manager.Config, l launch.Launcher, opts ...O
 // fails the test if it does not stop.
 func Serve(t testing.TB, h manager.Handler, cfg manager.Config, bound time.Duration) string {
 	t.Helper()
+	_, addr := StartServer(t, h, cfg, bound)
+	return addr
+}
+
+// StartServer is Serve that also returns the server, for tests of the
+// server itself.
+func StartServer(t testing.TB, h manager.Handler, cfg manager.Config, bound time.Duration) (*manager.Server, string) {
+	t.Helper()
 	if bound <= 0 {
 		bound = Wait
 	}
@@ -131,13 +139,16 @@ func Serve(t testing.TB, h manager.Handler, cfg manager.Config, bound time.Durat
 		ctx, cancel := context.WithTimeout(context.Background(), bound)
 		defer cancel()
 		_ = srv.Shutdown(ctx)
+		if err := srv.Close(); err != nil {
+			t.Error(err)
+		}
 		select {
 		case <-served:
 		case <-ctx.Done():
 			t.Error("server did not stop")
 		}
 	})
-	return ln.Addr().String()
+	return srv, ln.Addr().String()
 }
 
 // Init starts a pipeline on a small synthetic video and returns its id.
