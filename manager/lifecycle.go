@@ -31,7 +31,7 @@ func (m *Manager) spawn(ctx context.Context, idle bool) (*pipeline, error) {
 		return nil, err
 	}
 	p := &pipeline{
-		id: id, proc: proc, state: StateIdle, idle: idle,
+		id: id, proc: proc, state: protocol.StateIdle, idle: idle,
 		probeTimeout: newAdaptiveTimeout(m.cfg.ProbeTimeoutFloor, m.cfg.HealthCheckTimeout),
 		health:       healthRecord{Interval: m.cfg.HealthCheckInterval},
 		quit:         make(chan struct{}),
@@ -50,7 +50,7 @@ func (m *Manager) spawn(ctx context.Context, idle bool) (*pipeline, error) {
 	m.table[id] = p
 	m.order[id] = m.seq.Add(1)
 	m.mu.Unlock()
-	m.emit(PipelineStateChanged{At: now(), PipelineID: id, To: StateIdle})
+	m.emit(PipelineStateChanged{At: now(), PipelineID: id, To: protocol.StateIdle})
 	m.watch(p)
 	return p, nil
 }
@@ -78,7 +78,7 @@ func (m *Manager) watch(p *pipeline) {
 		// Sweep anything the worker left in its group.
 		_ = p.proc.Kill()
 		if !requested {
-			m.setState(p, StateFailed)
+			m.setState(p, protocol.StateFailed)
 		}
 		// Out of the table before anyone hears of the exit, so observers
 		// of the event never find the dead entry.
@@ -145,7 +145,7 @@ func (m *Manager) init(ctx context.Context, req *protocol.Request) protocol.Resp
 			return fail("", protocol.OperationError(fmt.Sprintf("Could not start a worker: %v.", err)))
 		}
 	}
-	m.setState(p, StateStarting)
+	m.setState(p, protocol.StateStarting)
 	start := time.Now()
 	r, err := p.ch.call(ctx, m.workerCommand(protocol.TypeInit, req), m.cfg.QueueTimeout, callOpts{})
 	if err != nil || !r.OK() {
@@ -159,7 +159,7 @@ func (m *Manager) init(ctx context.Context, req *protocol.Request) protocol.Resp
 		return r
 	}
 	m.commandTimeout(p, protocol.TypeInit).Observe(time.Since(start))
-	m.setState(p, StateRunning)
+	m.setState(p, protocol.StateRunning)
 	m.wg.Add(1)
 	go m.healthLoop(p)
 	r.PipelineID = p.id
