@@ -300,7 +300,7 @@ func TestRAMAdmission(t *testing.T) {
 	cfg := testConfig()
 	cfg.MaxRAMMB = 100
 	r := testkit.StartManager(t, cfg, memory(t), testkit.WithManagerOptions(func(o *manager.Options) {
-		o.MemoryUsage = func([]int) (uint64, error) { return 150 << 20, nil }
+		o.MemoryUsage = func(int) (uint64, error) { return 150 << 20, nil }
 	}))
 	_, err := r.Client.Init(t.Context(), synthetic())
 	if !isType(err, protocol.ErrTypeInternal) || !strings.Contains(err.Error(), "150 MiB") || !strings.Contains(err.Error(), "STREAM_MANAGER_MAX_RAM_MB=100") {

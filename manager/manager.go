@@ -28,9 +28,10 @@ type Options struct {
 	Hook EventHook
 	// Log receives the manager's own diagnostics; nil discards them.
 	Log *slog.Logger
-	// MemoryUsage returns the resident bytes of the given pids, for
-	// STREAM_MANAGER_MAX_RAM_MB; nil reads /proc.
-	MemoryUsage func(pids []int) (uint64, error)
+	// MemoryUsage returns the resident bytes of one process (the manager's
+	// own pid or a worker's; 0 for one already gone), for
+	// STREAM_MANAGER_MAX_RAM_MB; nil reads /proc/<pid>/statm.
+	MemoryUsage func(pid int) (uint64, error)
 }
 
 // Manager is the pipeline table plus everything that supervises it. It is
@@ -49,6 +50,7 @@ type Manager struct {
 	table   map[string]*pipeline
 	order   map[string]uint64 // insertion order for list_pipelines
 	closing bool
+	ram     ramBook
 
 	poolKick chan struct{}
 	seq      atomic.Uint64
@@ -81,6 +83,7 @@ func New(cfg Config, opts Options) (*Manager, error) {
 		ctx: ctx, cancel: cancel,
 		table:        map[string]*pipeline{},
 		order:        map[string]uint64{},
+		ram:          ramBook{learned: map[string]uint64{}},
 		poolKick:     make(chan struct{}, 1),
 		shutdownDone: make(chan struct{}),
 	}

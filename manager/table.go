@@ -23,6 +23,9 @@ type pipeline struct {
 	exitReason string // why it is being removed (an Exit* constant)
 	killed     bool   // the stop sequence had to SIGKILL it
 	health     healthRecord
+	videoKey   string // video configuration, for the RAM prediction; "" while idle
+	reserved   uint64 // bytes reserved for it until its size is measured (memory.go)
+	resident   uint64 // its last measured resident bytes
 
 	probeTimeout *adaptiveTimeout
 	cmdTimeouts  sync.Map // command type -> *adaptiveTimeout
