@@ -9,7 +9,7 @@ import (
 	"os"
 
 	"github.com/corral-dev/corral/manager/logsink"
-	"github.com/corral-dev/corral/manager/worker"
+	"github.com/corral-dev/corral/manager/protocol"
 )
 
 const usage = `corral — a stream manager that never hangs, and the tools to prove it
@@ -39,7 +39,7 @@ func corral(args []string) int {
 	logsink.SurviveSIGPIPE()
 	// Workers (and the grandchildren the chaos fault spawns) are this same
 	// binary started with a mode in the environment.
-	if os.Getenv(worker.EnvMode) != "" {
+	if os.Getenv(protocol.EnvWorkerMode) != "" {
 		return workerMain()
 	}
 	return run(args, os.Stdout, os.Stderr)

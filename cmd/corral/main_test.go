@@ -7,7 +7,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/corral-dev/corral/manager/worker"
+	"github.com/corral-dev/corral/manager/protocol"
 )
 
 // envArgs, when set, makes the test binary the corral program with these
@@ -15,7 +15,7 @@ import (
 const envArgs = "CORRAL_TEST_ARGS"
 
 func TestMain(m *testing.M) {
-	if os.Getenv(worker.EnvMode) != "" {
+	if os.Getenv(protocol.EnvWorkerMode) != "" {
 		os.Exit(corral(nil))
 	}
 	if args, ok := os.LookupEnv(envArgs); ok {
