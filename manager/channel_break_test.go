@@ -128,7 +128,7 @@ func TestBrokenWorkerChannelFailsPipeline(t *testing.T) {
 				// What inspect shows when the break is reported.
 				var (
 					mu      sync.Mutex
-					atBreak []manager.PipelineInfo
+					atBreak []protocol.PipelineInfo
 				)
 				var m *manager.Manager
 				r := testkit.StartManager(t, cfg, &scriptedLauncher{misbehave: misbehave}, testkit.WithManagerOptions(func(o *manager.Options) {
@@ -222,7 +222,7 @@ func TestWorkerReplyOverRequestCap(t *testing.T) {
 		t.Fatalf("status after the probes: %v", err)
 	}
 	for _, p := range r.M.Snapshot().Pipelines {
-		if p.PipelineID == id && (p.State != manager.StateRunning || p.MarkedForRemoval || p.Health.ConsecutiveFailures != 0) {
+		if p.PipelineID == id && (p.State != protocol.StateRunning || p.MarkedForRemoval || p.Health.ConsecutiveFailures != 0) {
 			t.Fatalf("pipeline %+v, want running with clean health", p)
 		}
 	}
