@@ -289,7 +289,7 @@ func TestCheckFaultCoverage(t *testing.T) {
 		}), Unknown, "outcome unknown"},
 		{"crash fired and seen", run(plan(fault("crash", time.Second)), func(h *hist) {
 			h.fault(1000, 0, "crash", "p1", map[string]any{"pid": 101})
-		}, inspectAt(1500, nil)), Valid, "all 1 planned faults"},
+		}, inspectAt(1500, nil)), Valid, "all 1 applicable planned faults"},
 		{"crash fired, never seen", run(plan(fault("crash", time.Second)), func(h *hist) {
 			h.fault(1000, 0, "crash", "p1", map[string]any{"pid": 101})
 		}, inspectAt(1500, nil, p1)), Unknown, "never seen gone"},
