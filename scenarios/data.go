@@ -111,15 +111,15 @@ type ShutdownRecord struct {
 
 // RunData is everything a run observed; checkers and reports read only this.
 type RunData struct {
-	Scenario   *Scenario
-	Seed       int64
-	Start      time.Time
-	Dir        string // the run folder
-	Embedded   bool   // the manager ran in this process
-	Plan       []PlanEntry
-	Ops        []Op
-	Census     []CensusSample
-	Inspects   []InspectSample
+	Scenario *Scenario
+	Seed     int64
+	Start    time.Time
+	Dir      string // the run folder
+	Embedded bool   // the manager ran in this process
+	Plan     []PlanEntry
+	Ops      []Op
+	Census   []CensusSample
+	Inspects []InspectSample
 	// Polls are list_pipelines and status samples, taken when the target
 	// has no inspect.
 	Polls []PollSample
@@ -201,7 +201,7 @@ type Report struct {
 	// with why (planned at a level the profile lacks, or on a pipeline
 	// the manager had already removed).
 	NotApplicable []NotApplicableFault `json:"not_applicable,omitempty"`
-	Replay   string                 `json:"replay"`
-	Dir      string                 `json:"dir"`
-	Data     *RunData               `json:"-"`
+	Replay        string               `json:"replay"`
+	Dir           string               `json:"dir"`
+	Data          *RunData             `json:"-"`
 }
