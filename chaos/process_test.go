@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/corral-dev/corral/chaos"
+	"github.com/corral-dev/corral/manager/protocol"
 )
 
 func mustLookup(t *testing.T, name string) chaos.Fault {
@@ -37,7 +38,7 @@ func TestCrashKillsTheWorkerGroup(t *testing.T) {
 	r := start(t, testConfig())
 	id := r.Init(t)
 	pid := r.Pid(t, id)
-	in, err := mustLookup(t, chaos.FaultCrash).Inject(t.Context(), chaos.Target{Client: r.Client}, chaos.Spec{Fault: chaos.FaultCrash, PipelineID: id})
+	in, err := mustLookup(t, protocol.FaultCrash).Inject(t.Context(), chaos.Target{Client: r.Client}, chaos.Spec{Fault: protocol.FaultCrash, PipelineID: id})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +54,7 @@ func TestHangProcessStopsAndHealResumes(t *testing.T) {
 	r := start(t, testConfig())
 	id := r.Init(t)
 	pid := r.Pid(t, id)
-	in, err := mustLookup(t, chaos.FaultHangProcess).Inject(t.Context(), chaos.Target{Client: r.Client}, chaos.Spec{PipelineID: id})
+	in, err := mustLookup(t, protocol.FaultHangProcess).Inject(t.Context(), chaos.Target{Client: r.Client}, chaos.Spec{PipelineID: id})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +75,7 @@ func TestProcessFaultWithoutInspectNeverGuesses(t *testing.T) {
 	r := start(t, testConfig(), rejectInspect)
 	id := r.Init(t)
 	target := chaos.Target{Client: r.Client, ManagerPid: os.Getpid()}
-	_, err := mustLookup(t, chaos.FaultCrash).Inject(t.Context(), target, chaos.Spec{PipelineID: id})
+	_, err := mustLookup(t, protocol.FaultCrash).Inject(t.Context(), target, chaos.Spec{PipelineID: id})
 	if !isErr(err, chaos.ErrPipelineNotFound) || !strings.Contains(err.Error(), "no inspect") {
 		t.Fatalf("err = %v, want ErrPipelineNotFound naming the missing inspect", err)
 	}
@@ -93,7 +94,7 @@ func TestProcessFaultUsesFindWorker(t *testing.T) {
 			}
 			return pid, pid, "census: test", nil
 		}}
-	in, err := mustLookup(t, chaos.FaultHangProcess).Inject(t.Context(), target, chaos.Spec{PipelineID: id})
+	in, err := mustLookup(t, protocol.FaultHangProcess).Inject(t.Context(), target, chaos.Spec{PipelineID: id})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +103,7 @@ func TestProcessFaultUsesFindWorker(t *testing.T) {
 		t.Fatalf("observed = %v, want pid %d from FindWorker", obs, pid)
 	}
 	eventually(t, "worker stopped", func() bool { return procState(pid) == "T" })
-	_, err = mustLookup(t, chaos.FaultCrash).Inject(t.Context(), target, chaos.Spec{PipelineID: "other"})
+	_, err = mustLookup(t, protocol.FaultCrash).Inject(t.Context(), target, chaos.Spec{PipelineID: "other"})
 	if !isErr(err, chaos.ErrPipelineNotFound) {
 		t.Fatalf("unmapped pipeline: err = %v, want ErrPipelineNotFound", err)
 	}
@@ -122,7 +123,7 @@ func TestSharedGroupSignalsThePidOnly(t *testing.T) {
 	target := chaos.Target{ManagerPid: os.Getpid(), FindWorker: func(context.Context, string) (int, int, string, error) {
 		return pid, syscall.Getpgrp(), "census: test", nil
 	}}
-	in, err := mustLookup(t, chaos.FaultCrash).Inject(t.Context(), target, chaos.Spec{PipelineID: "p1"})
+	in, err := mustLookup(t, protocol.FaultCrash).Inject(t.Context(), target, chaos.Spec{PipelineID: "p1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +142,7 @@ func TestSharedGroupSignalsThePidOnly(t *testing.T) {
 
 func TestProcessFaultErrors(t *testing.T) {
 	r := start(t, testConfig())
-	crash := mustLookup(t, chaos.FaultCrash)
+	crash := mustLookup(t, protocol.FaultCrash)
 	_, err := crash.Inject(t.Context(), chaos.Target{Client: r.Client}, chaos.Spec{PipelineID: "nope"})
 	if !isErr(err, chaos.ErrPipelineNotFound) || !strings.Contains(err.Error(), "chaos: crash: pipeline nope not found in inspect") {
 		t.Errorf("unknown pipeline: err = %v", err)

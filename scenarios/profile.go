@@ -268,7 +268,7 @@ func markApplicability(plan []PlanEntry, p Profile) []PlanEntry {
 		e := &out[i]
 		switch e.Kind {
 		case KindFault:
-			if (e.F == FaultManagerSIGTERM || e.F == FaultManagerSIGKILL) && !p.hasLevel(chaos.LevelManager) {
+			if endsManager(e.F) && !p.hasLevel(chaos.LevelManager) {
 				e.NotApplicable = fmt.Sprintf("the shutdown (%s) needs the manager's pid (pass --target-pid)", e.F)
 				continue
 			}

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/corral-dev/corral/chaos"
 	"github.com/corral-dev/corral/manager/launch"
 	"github.com/corral-dev/corral/manager/protocol"
 )
@@ -110,11 +109,11 @@ func TestProfileApplicability(t *testing.T) {
 		applies bool
 		why     string
 	}{
-		{withPid, chaos.FaultCrash, true, ""},
-		{withPid, chaos.FaultClientBurst, true, ""},
-		{withPid, chaos.FaultHangQueue, false, "needs Corral's chaos command"},
-		{noPid, chaos.FaultCrash, false, "pass --target-pid"},
-		{noPid, chaos.FaultManagerSigterm, false, "pass --target-pid"},
+		{withPid, protocol.FaultCrash, true, ""},
+		{withPid, protocol.FaultClientBurst, true, ""},
+		{withPid, protocol.FaultHangQueue, false, "needs Corral's chaos command"},
+		{noPid, protocol.FaultCrash, false, "pass --target-pid"},
+		{noPid, protocol.FaultManagerSigterm, false, "pass --target-pid"},
 	}
 	for _, tc := range cases {
 		why := tc.p.Applicable(tc.fault)
@@ -123,11 +122,11 @@ func TestProfileApplicability(t *testing.T) {
 		}
 	}
 	plan := markApplicability([]PlanEntry{
-		{Kind: KindFault, F: chaos.FaultHangQueue, Target: 1},
-		{Kind: KindFault, F: chaos.FaultCrash, Target: 1},
+		{Kind: KindFault, F: protocol.FaultHangQueue, Target: 1},
+		{Kind: KindFault, F: protocol.FaultCrash, Target: 1},
 		{Kind: KindCommand, F: protocol.TypeInspect},
 		{Kind: KindCommand, F: protocol.TypeStatus, Target: 1},
-		{Kind: KindFault, F: FaultManagerSIGTERM},
+		{Kind: KindFault, F: protocol.FaultManagerSigterm},
 	}, withPid)
 	var marked []string
 	for _, e := range plan {
@@ -135,11 +134,11 @@ func TestProfileApplicability(t *testing.T) {
 			marked = append(marked, e.F)
 		}
 	}
-	if want := []string{chaos.FaultHangQueue, protocol.TypeInspect}; !slices.Equal(marked, want) {
+	if want := []string{protocol.FaultHangQueue, protocol.TypeInspect}; !slices.Equal(marked, want) {
 		t.Fatalf("not applicable = %v, want %v", marked, want)
 	}
 	corral, _ := ProfileByName(ProfileCorral)
-	if why := corral.forTarget(true, 0, true).Applicable(chaos.FaultManagerSigterm); why != "" {
+	if why := corral.forTarget(true, 0, true).Applicable(protocol.FaultManagerSigterm); why != "" {
 		t.Errorf("embedded corral: manager_sigterm not applicable: %s", why)
 	}
 	if _, err := ProfileByName("python"); !errors.Is(err, ErrInvalidScenario) || !strings.Contains(err.Error(), "--profile") {

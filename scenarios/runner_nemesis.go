@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/corral-dev/corral/chaos"
+	"github.com/corral-dev/corral/manager/protocol"
 )
 
 // Deadlines of the nemesis. Each injection and each heal runs in its own
@@ -53,7 +54,7 @@ type active struct {
 func (r *runner) runNemesis(ctx context.Context, entries []PlanEntry) {
 	shutdownAt := time.Duration(-1)
 	for _, e := range entries {
-		if e.F == FaultManagerSIGTERM || e.F == FaultManagerSIGKILL {
+		if endsManager(e.F) {
 			shutdownAt = e.At.D()
 			break
 		}
@@ -81,7 +82,7 @@ func (r *runner) runNemesis(ctx context.Context, entries []PlanEntry) {
 		if !r.sleepUntil(ctx, e.At.D()) {
 			return
 		}
-		if e.F == FaultManagerSIGTERM || e.F == FaultManagerSIGKILL {
+		if endsManager(e.F) {
 			closeHeal.Do(func() { close(healPhase) })
 			pending := r.waitHeals(&beforeShutdown, healBound+faultDeadline)
 			r.shutdown(ctx, e, pending)
@@ -131,6 +132,13 @@ func (r *runner) waitHeals(wg *sync.WaitGroup, bound time.Duration) bool {
 	case <-t.C:
 		return true
 	}
+}
+
+// endsManager reports whether fault name signals the manager (the run's
+// planned shutdown).
+func endsManager(name string) bool {
+	f, ok := chaos.Lookup(name)
+	return ok && f.EndsManager()
 }
 
 func (r *runner) chaosTarget() chaos.Target {
@@ -329,7 +337,7 @@ const PlannedAtKey = "planned_at"
 func (r *runner) shutdown(ctx context.Context, e PlanEntry, pending bool) {
 	r.setPhase(PhaseShutdown)
 	sig := "SIGTERM"
-	if e.F == FaultManagerSIGKILL {
+	if e.F == protocol.FaultManagerSigkill {
 		sig = "SIGKILL"
 	}
 	inv := r.hist.Invoke(Nemesis, e.F, 0, "", faultValue(e))

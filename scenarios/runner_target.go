@@ -226,7 +226,7 @@ func connectExternal(ctx context.Context, addr string, pid int) (*target, error)
 		}
 		if marker == "" {
 			for _, p := range out {
-				if marker = environValue(p.Pid, launch.MarkerEnv); marker != "" {
+				if marker = environValue(p.Pid, protocol.EnvManagerMarker); marker != "" {
 					break
 				}
 			}
