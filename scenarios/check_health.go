@@ -267,18 +267,12 @@ func checkCrashDetected(d *RunData) Result {
 		}
 		n++
 		pid := faultPid(w)
-		var verdict string
-		var when int64
-		if polls {
-			verdict, when = detectedByPolls(d, w.Start, int64(bound), func(s *PollSample) (bool, bool) { return pollGone(s, w.PipelineID) })
-		} else {
-			verdict, when = detectedBy(d, w.Start, int64(bound), func(s *InspectSample) bool {
-				if pid > 0 {
-					return findPid(s, pid) == nil
-				}
-				return findEntry(s, w.PipelineID) == nil
-			})
-		}
+		verdict, when := detectedGone(d, w, int64(bound), polls, func(s *InspectSample) bool {
+			if pid > 0 {
+				return findPid(s, pid) == nil
+			}
+			return findEntry(s, w.PipelineID) == nil
+		})
 		switch {
 		case verdict == Invalid && polls:
 			details = append(details, fmt.Sprintf("%s: %s (pid %d) still listed with a healthy status at %s, %v after the crash (bound %v)",
@@ -291,6 +285,17 @@ func checkCrashDetected(d *RunData) Result {
 		}
 	}
 	return withObservables(detectionResult(n, "crash", bound, details, unknown), polls)
+}
+
+// detectedGone decides whether the manager let w's pipeline go within
+// bound: from inspect samples by gone, or, with polls, by its id leaving
+// list_pipelines or its status reporting a failure (an unanswered status
+// is no detection: the manager must say so).
+func detectedGone(d *RunData, w faultWindow, bound int64, polls bool, gone func(*InspectSample) bool) (string, int64) {
+	if polls {
+		return detectedByPolls(d, w.Start, bound, func(s *PollSample) (bool, bool) { return pollGone(s, w.PipelineID) })
+	}
+	return detectedBy(d, w.Start, bound, gone)
 }
 
 // withObservables says in a poll-judged result what it was judged from.
@@ -397,17 +402,9 @@ func checkHangDetected(d *RunData) Result {
 				continue // too short to require detection
 			}
 			n++
-			var verdict string
-			var when int64
-			if polls {
-				// An unanswered status is no detection: the manager must
-				// say so (drop the id or answer a failure).
-				verdict, when = detectedByPolls(d, w.Start, int64(bound), func(s *PollSample) (bool, bool) { return pollGone(s, w.PipelineID) })
-			} else {
-				verdict, when = detectedBy(d, w.Start, int64(bound), func(s *InspectSample) bool {
-					return leaving(findEntry(s, w.PipelineID))
-				})
-			}
+			verdict, when := detectedGone(d, w, int64(bound), polls, func(s *InspectSample) bool {
+				return leaving(findEntry(s, w.PipelineID))
+			})
 			switch verdict {
 			case Invalid:
 				details = append(details, fmt.Sprintf("%s: hung pipeline %s not marked for removal by %s, %v after the fault (bound %v)",

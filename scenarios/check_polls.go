@@ -7,7 +7,7 @@ import (
 )
 
 // pollObservables names what the poll-based checks judge from.
-const pollObservables = "observables: list_pipelines and status polls plus the /proc census (the target has no inspect)"
+const pollObservables = "observables: list_pipelines and status polls plus the /proc census; the target has no inspect"
 
 // failedStates are the status report source states that say a pipeline
 // has failed or ended.

@@ -45,41 +45,42 @@ func (r *runner) sample(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Go(func() {
-		t := time.NewTicker(censusEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				r.recordCensus(r.currentPhase(), r.takeCensus())
-			}
-		}
+		repeat(ctx, censusEvery, func() time.Duration {
+			r.recordCensus(r.currentPhase(), r.takeCensus())
+			return censusEvery
+		})
 	})
 	c := &protocol.Client{Addr: r.tgt.addr, Timeout: pollTimeout, Traceparent: unsampledTraceparent}
 	useInspect := r.profile.Has(protocol.TypeInspect)
-	wait := inspectEvery
+	first := inspectEvery
 	if !useInspect {
-		wait = pollEvery
+		first = pollEvery
 	}
-	t := time.NewTimer(wait)
+	repeat(ctx, first, func() time.Duration {
+		if useInspect && !r.inspectOnce(ctx, c) {
+			useInspect = false
+		}
+		if useInspect {
+			return inspectEvery
+		}
+		began := time.Now()
+		r.pollOnce(ctx, c)
+		return min(max(pollEvery, pollBackoff*time.Since(began)), pollMax)
+	})
+}
+
+// repeat calls f after first, then after each wait f returns, until ctx
+// ends.
+func repeat(ctx context.Context, first time.Duration, f func() time.Duration) {
+	t := time.NewTimer(first)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			t.Reset(f())
 		}
-		wait = inspectEvery
-		if useInspect && !r.inspectOnce(ctx, c) {
-			useInspect = false
-		}
-		if !useInspect {
-			began := time.Now()
-			r.pollOnce(ctx, c)
-			wait = min(max(pollEvery, pollBackoff*time.Since(began)), pollMax)
-		}
-		t.Reset(wait)
 	}
 }
 
