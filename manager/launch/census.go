@@ -17,6 +17,9 @@ type ProcInfo struct {
 	State string
 	// Comm is the executable name, as the kernel reports it (at most 15 bytes).
 	Comm string
+	// RSS is the resident set size in bytes (stat's rss field times the
+	// page size); 0 for zombies and kernel threads.
+	RSS uint64 `json:",omitempty"`
 }
 
 // Zombie reports whether the process has exited but not been reaped.
@@ -97,6 +100,13 @@ func Stat(pid int) (ProcInfo, error) {
 	for i, dst := range []*int{&info.PPid, &info.Pgid, &info.Sid} {
 		if *dst, err = strconv.Atoi(fields[i+1]); err != nil {
 			return ProcInfo{}, fmt.Errorf("launch: stat for pid %d: %w", pid, err)
+		}
+	}
+	// rss is field 24 of proc(5), the 22nd after the comm's ')'.
+	const rssField = 24 - 3
+	if len(fields) > rssField {
+		if pages, err := strconv.ParseUint(fields[rssField], 10, 64); err == nil {
+			info.RSS = pages * uint64(os.Getpagesize())
 		}
 	}
 	return info, nil
