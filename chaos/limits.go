@@ -121,8 +121,8 @@ func abandonable(cmd string) bool {
 
 // injectAbandon sends Params["requests"] (default 8) complete requests of
 // Params["command"] (default status) to Spec.PipelineID at once, each on
-// its own connection, then resets every connection (SO_LINGER 0) before
-// any answer can be read: clients that are gone while their requests are
+// its own connection, waits Params["reset_after_seconds"] (default 0.2)
+// and resets every connection (SO_LINGER 0) without reading an answer: clients that are gone while their requests are
 // served. A manager should give their connection slots back at once
 // rather than hold them until each answer is written.
 func injectAbandon(ctx context.Context, f *fault, t Target, s Spec) (Injection, error) {
@@ -142,6 +142,12 @@ func injectAbandon(ctx context.Context, f *fault, t Target, s Spec) (Injection, 
 		if cmd, ok = v.(string); !ok || !abandonable(cmd) {
 			return nil, errorf(f.name, ErrBadParam, nil, "command = %v must be one of status, consume_result, mute, resume, list_pipelines, inspect", v)
 		}
+	}
+	// A reset that beats the server's read discards the request unread
+	// (the kernel drops queued data on RST): wait until it was read.
+	after, err := secondsParam(f.name, s.Params, "reset_after_seconds", 200*time.Millisecond)
+	if err != nil {
+		return nil, err
 	}
 	req := &protocol.Request{Type: cmd}
 	if protocol.NeedsPipelineID(cmd) {
@@ -178,6 +184,11 @@ func injectAbandon(ctx context.Context, f *fault, t Target, s Spec) (Injection, 
 		// Every request is complete on the wire before the first reset,
 		// so they all hold a slot at once.
 		sent := len(conns)
+		in.set("sent", sent)
+		select {
+		case <-time.After(after):
+		case <-ctx.Done():
+		}
 		reset := 0
 		for _, conn := range conns {
 			if tc, ok := conn.(*net.TCPConn); ok && tc.SetLinger(0) == nil {
@@ -185,7 +196,6 @@ func injectAbandon(ctx context.Context, f *fault, t Target, s Spec) (Injection, 
 			}
 			_ = conn.Close()
 		}
-		in.set("sent", sent)
 		in.set("reset", reset)
 		in.set("reset_at_unix_ms", time.Now().UnixMilli())
 		in.set("errors", firstErrors(errs, 3))

@@ -33,6 +33,10 @@ type CensusSample struct {
 	Time  int64             `json:"time"` // ns since start
 	Phase string            `json:"phase"`
 	Procs []launch.ProcInfo `json:"procs"`
+	// ManagerRSS is the manager process's resident bytes at the census
+	// (for the embedded manager: this process, as the manager itself
+	// counts it); 0 when its pid is unknown or it is gone.
+	ManagerRSS uint64 `json:"manager_rss,omitempty"`
 }
 
 // InspectSample is the manager's own view (the inspect command) at one moment.
@@ -51,6 +55,14 @@ type Bounds struct {
 	HealthInterval    time.Duration
 	HealthTimeout     time.Duration
 	MaxHealthFailures int
+	// ProbeTimeoutFloor is the lower clamp of the adaptive probe timeout
+	// (its ceiling is HealthTimeout); 0 when not known.
+	ProbeTimeoutFloor time.Duration
+	// MaxRAMMB is STREAM_MANAGER_MAX_RAM_MB (0: no limit) and WorkerRAMMB
+	// the size a new worker is predicted at, in MiB.
+	MaxRAMMB, WorkerRAMMB int
+	// MaxConnections is STREAM_MANAGER_MAX_CONNECTIONS (0: not known).
+	MaxConnections int
 	// Epsilon is the slack allowed on every bound (scheduling, reaping).
 	Epsilon time.Duration
 }

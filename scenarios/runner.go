@@ -236,7 +236,8 @@ func prepare(sc *Scenario, o Options) (*runner, error) {
 		ids: newPipelines(), initFields: initRequestFields(s.Video), pgids: map[int]bool{}}
 	r.bounds = Bounds{Grace: cfg.TerminationGracePeriod, Join: cfg.ProcessJoinTimeout, QueueTimeout: cfg.QueueTimeout,
 		HealthInterval: cfg.HealthCheckInterval, HealthTimeout: cfg.HealthCheckTimeout,
-		MaxHealthFailures: cfg.MaxHealthFailures, Epsilon: Epsilon}
+		MaxHealthFailures: cfg.MaxHealthFailures, ProbeTimeoutFloor: cfg.ProbeTimeoutFloor,
+		MaxRAMMB: cfg.MaxRAMMB, WorkerRAMMB: cfg.WorkerRAMMB, MaxConnections: cfg.MaxConnections, Epsilon: Epsilon}
 	r.progress = newProgress(o.Progress, s.Name, s.Seed, r.tl)
 	return r, nil
 }
