@@ -55,6 +55,10 @@ type Config struct {
 	// MaxConnections caps open client connections; more are answered with
 	// an error frame and closed.
 	MaxConnections int
+	// MaxQueuedPerPipeline caps the client commands waiting for (or in
+	// flight to) one pipeline's worker; more are answered operation_error
+	// at once, so one slow pipeline cannot hold every connection.
+	MaxQueuedPerPipeline int
 	// Chaos enables the chaos command and fault modes in workers.
 	Chaos bool
 }
@@ -75,6 +79,7 @@ func DefaultConfig() Config {
 		CommandTimeoutFloor:    time.Second,
 		MaxFrameBytes:          protocol.DefaultMaxFrameBytes,
 		MaxConnections:         1024,
+		MaxQueuedPerPipeline:   32,
 		// A worker of the reference binary measures 15-20 MiB resident.
 		WorkerRAMMB: 32,
 	}
@@ -145,6 +150,9 @@ func Settings() []Setting {
 		{"STREAM_MANAGER_MAX_CONNECTIONS", "max-connections", "open client connections allowed", "must be an integer >= 1",
 			func(c *Config) flag.Value { return (*intValue)(&c.MaxConnections) },
 			func(c Config) bool { return c.MaxConnections >= 1 }},
+		{"STREAM_MANAGER_MAX_QUEUED_PER_PIPELINE", "max-queued-per-pipeline", "client commands that may wait for one pipeline; more are refused as busy", "must be an integer >= 1",
+			func(c *Config) flag.Value { return (*intValue)(&c.MaxQueuedPerPipeline) },
+			func(c Config) bool { return c.MaxQueuedPerPipeline >= 1 }},
 		{"STREAM_MANAGER_CHAOS", "chaos", "enable the chaos command and worker fault modes", "must be true or false",
 			func(c *Config) flag.Value { return (*boolValue)(&c.Chaos) },
 			func(Config) bool { return true }},

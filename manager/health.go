@@ -15,7 +15,6 @@ import (
 // pipelines. The interval stretches up to 2x the base while healthy and
 // drops to half of it after a failure.
 func (m *Manager) healthLoop(p *pipeline) {
-	defer m.wg.Done()
 	base := m.cfg.HealthCheckInterval
 	interval := base
 	timer := time.NewTimer(interval)
