@@ -97,7 +97,13 @@ func judgeRAM(d *RunData) (bad, unknown []string, note string) {
 			refused++
 		}
 	}
-	note = fmt.Sprintf("RAM: peak %s (%d workers, at %s) of limit %d MiB + one worker %s over %d samples; %d inits refused for memory",
+	// Storms record their refusals in their observation.
+	for _, w := range nemesisFaults(d) {
+		if n, ok := numberField(w.HealObserved, "refused"); ok {
+			refused += int(n)
+		}
+	}
+	note = fmt.Sprintf("RAM: peak %s (%d workers, at %s) of limit %d MiB + one worker %s over %d samples; %d inits refused",
 		mib(peak.sum), peak.workers, secs(peak.s.Time), b.MaxRAMMB, mib(slack), len(totals), refused)
 	return bad, nil, note
 }
