@@ -31,12 +31,9 @@ func injectInitStorm(ctx context.Context, f *fault, t Target, s Spec) (Injection
 	if err != nil {
 		return nil, err
 	}
-	n, err := intParam(f.name, s.Params, "inits", 10)
+	n, err := countParam(f.name, s.Params, "inits", 10, 1, maxStorm)
 	if err != nil {
 		return nil, err
-	}
-	if n < 1 || n > maxStorm {
-		return nil, errorf(f.name, ErrBadParam, nil, "inits = %d must be in 1..%d", n, maxStorm)
 	}
 	video := defaultStormVideo
 	if v, ok := s.Params["video"]; ok {
@@ -130,12 +127,9 @@ func injectAbandon(ctx context.Context, f *fault, t Target, s Spec) (Injection, 
 	if err != nil {
 		return nil, err
 	}
-	n, err := intParam(f.name, s.Params, "requests", 8)
+	n, err := countParam(f.name, s.Params, "requests", 8, 1, maxStorm)
 	if err != nil {
 		return nil, err
-	}
-	if n < 1 || n > maxStorm {
-		return nil, errorf(f.name, ErrBadParam, nil, "requests = %d must be in 1..%d", n, maxStorm)
 	}
 	cmd := protocol.TypeStatus
 	if v, ok := s.Params["command"]; ok {
