@@ -52,6 +52,10 @@ type Config struct {
 	CommandTimeoutFloor time.Duration
 	// MaxFrameBytes caps request frames; larger headers are refused unread.
 	MaxFrameBytes int
+	// MaxWorkerFrameBytes caps worker reply frames, apart from requests: a
+	// larger reply breaks that pipeline's channel, and the pipeline is
+	// failed and stopped. Status reports are bounded far below the default.
+	MaxWorkerFrameBytes int
 	// MaxConnections caps open client connections; more are answered with
 	// an error frame and closed.
 	MaxConnections int
@@ -78,8 +82,11 @@ func DefaultConfig() Config {
 		ProbeTimeoutFloor:      250 * time.Millisecond,
 		CommandTimeoutFloor:    time.Second,
 		MaxFrameBytes:          protocol.DefaultMaxFrameBytes,
-		MaxConnections:         1024,
-		MaxQueuedPerPipeline:   32,
+		// Four times the request cap, so a reply that echoes a request
+		// (a status report names the init's video reference) still fits.
+		MaxWorkerFrameBytes:  4 * protocol.DefaultMaxFrameBytes,
+		MaxConnections:       1024,
+		MaxQueuedPerPipeline: 32,
 		// A worker of the reference binary measures 15-20 MiB resident.
 		WorkerRAMMB: 32,
 	}
@@ -147,6 +154,9 @@ func Settings() []Setting {
 		{"STREAM_MANAGER_MAX_FRAME_BYTES", "max-frame-bytes", "largest request frame accepted", "must be an integer in 64..4294967295",
 			func(c *Config) flag.Value { return (*intValue)(&c.MaxFrameBytes) },
 			func(c Config) bool { return c.MaxFrameBytes >= 64 && c.MaxFrameBytes <= math.MaxUint32 }},
+		{"STREAM_MANAGER_MAX_WORKER_FRAME_BYTES", "max-worker-frame-bytes", "largest worker reply frame accepted; a larger one fails its pipeline", "must be an integer in 1024..4294967295",
+			func(c *Config) flag.Value { return (*intValue)(&c.MaxWorkerFrameBytes) },
+			func(c Config) bool { return c.MaxWorkerFrameBytes >= 1024 && c.MaxWorkerFrameBytes <= math.MaxUint32 }},
 		{"STREAM_MANAGER_MAX_CONNECTIONS", "max-connections", "open client connections allowed", "must be an integer >= 1",
 			func(c *Config) flag.Value { return (*intValue)(&c.MaxConnections) },
 			func(c Config) bool { return c.MaxConnections >= 1 }},

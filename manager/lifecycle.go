@@ -39,7 +39,7 @@ func (m *Manager) spawn(ctx context.Context, idle bool, claim ramClaim) (*pipeli
 		health:       healthRecord{Interval: m.cfg.HealthCheckInterval},
 		quit:         make(chan struct{}),
 	}
-	p.ch = newWorkerChan(proc.Conn(), proc.Done(), m.cfg.MaxFrameBytes, func(rid string, garbage bool) {
+	p.ch = newWorkerChan(proc.Conn(), proc.Done(), m.cfg.MaxWorkerFrameBytes, func(rid string, garbage bool) {
 		m.stale.Add(1)
 		m.emit(StaleResponse{At: now(), PipelineID: id, RequestID: rid, Garbage: garbage})
 	})
@@ -61,10 +61,19 @@ func (m *Manager) spawn(ctx context.Context, idle bool, claim ramClaim) (*pipeli
 }
 
 // watch reaps the worker: when it exits, its channel is closed and it
-// leaves the table at once, whoever stopped it.
+// leaves the table at once, whoever stopped it. A channel whose reader
+// stops while the worker lives has broken: the pipeline is failed and
+// stopped (channelBroke), and the reap follows.
 func (m *Manager) watch(p *pipeline) {
 	watching := m.goOwned(func() {
-		<-p.proc.Done()
+		select {
+		case <-p.proc.Done():
+		case <-p.ch.readerDone:
+			if err := p.ch.goneErr(); errors.Is(err, ErrChannelBroken) {
+				m.channelBroke(p, "read", err)
+			}
+			<-p.proc.Done()
+		}
 		_ = p.ch.conn.Close()
 		<-p.ch.readerDone
 		exit := p.proc.Exit()
@@ -176,7 +185,6 @@ func (m *Manager) init(ctx context.Context, req *protocol.Request) protocol.Resp
 		return r
 	}
 	m.commandTimeout(p, protocol.TypeInit).Observe(time.Since(start))
-	m.settle(p)
 	m.setState(p, protocol.StateRunning)
 	// Refused only once Shutdown is past its phases, which stop p.
 	m.goOwned(func() { m.healthLoop(p) })

@@ -291,9 +291,8 @@ func (m *Manager) command(ctx context.Context, req *protocol.Request) protocol.R
 func (m *Manager) callFailed(p *pipeline, command string, at *adaptiveTimeout, timeout time.Duration, err error) *protocol.Error {
 	switch {
 	case errors.Is(err, ErrChannelBroken):
-		m.emit(PipelineError{At: now(), PipelineID: p.id, Op: command, Err: err})
-		m.stopAsync(p, ExitRequested)
-		return protocol.OperationError(fmt.Sprintf("Pipeline %s: channel to its worker broke during %s; the pipeline is being terminated.", p.id, command))
+		m.channelBroke(p, command, err)
+		return protocol.OperationError(fmt.Sprintf("Pipeline %s: channel to its worker broke during %s (%v); the pipeline is being terminated.", p.id, command, err))
 	case errors.Is(err, ErrTimeout):
 		m.timeouts.Add(1)
 		m.emit(CommandTimedOut{At: now(), PipelineID: p.id, Command: command, After: timeout})
