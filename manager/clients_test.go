@@ -52,6 +52,8 @@ func waitConnections(t *testing.T, srv *manager.Server, want int) {
 	}
 }
 
+// A client that resets is gone at once; one that closes (EOF: it might
+// only have half-closed) once the socket timeout has passed.
 func TestDepartedClientCancelsItsRequest(t *testing.T) {
 	for _, how := range []string{"close", "reset"} {
 		t.Run(how, func(t *testing.T) {
@@ -84,6 +86,35 @@ func TestDepartedClientCancelsItsRequest(t *testing.T) {
 			}
 			waitConnections(t, srv, 0)
 		})
+	}
+}
+
+// A client that only half-closes its side after the request may still be
+// reading: its request is not cancelled while the socket timeout runs, and
+// it gets its answer.
+func TestHalfClosedClientStillAnswered(t *testing.T) {
+	h := manager.HandlerFunc(func(ctx context.Context, req *protocol.Request) protocol.Response {
+		select { // a request that takes a while, far less than the socket timeout
+		case <-ctx.Done():
+			return protocol.Failure(protocol.OperationError("cancelled: " + ctx.Err().Error()))
+		case <-time.After(300 * time.Millisecond):
+			return protocol.Success(nil)
+		}
+	})
+	_, addr := testkit.StartServer(t, h, testConfig(), wait)
+	conn := sendOnly(t, addr, map[string]any{"type": "list_pipelines"})
+	defer conn.Close()
+	if err := conn.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(wait))
+	body, err := protocol.ReadFrame(conn, 0)
+	if err != nil {
+		t.Fatalf("half-closed client got no answer: %v", err)
+	}
+	var env protocol.Envelope
+	if err := json.Unmarshal(body, &env); err != nil || !env.Response.OK() {
+		t.Fatalf("half-closed client's answer = %s, want success", body)
 	}
 }
 
