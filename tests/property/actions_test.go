@@ -14,10 +14,17 @@ import (
 // Video references init must accept, and ones it must refuse with
 // invalid_payload (leaving no table entry and no worker behind).
 var (
-	validRefs   = []string{"synthetic://32x24?fps=10", "synthetic://16x16?fps=25", "synthetic://48x32"}
-	invalidRefs = []any{"rtsp://camera.invalid/stream", "synthetic://0x0", "synthetic://axb",
-		"synthetic://32x24?fps=-1", "/nonexistent/clip.y4m", "", 42.0}
+	validRefs = []string{"synthetic://32x24?fps=10", "synthetic://16x16?fps=25", "synthetic://48x32"}
+	// Upstream accepts any URL, path or device id and reports a source
+	// it cannot open in status (issue 10), so only malformed references
+	// are refused.
+	invalidRefs = []any{"synthetic://0x0", "synthetic://axb",
+		"synthetic://32x24?fps=-1", "", 42.5, []any{}, map[string]any{"camera": 1}}
 )
+
+// notAllowedClass is upstream's error_class of a mute or resume its stream
+// refuses in the current state.
+const notAllowedClass = "StreamOperationNotAllowedError"
 
 // Chaos faults as the actions draw them; slow_probe comes above and below
 // the probe deadline.
@@ -207,6 +214,18 @@ func (mc *machine) command(typ string) func(*rapid.T) {
 				t.Fatalf("%s on unknown id %q: %s, want not_found", typ, id, describe(r))
 			}
 			return
+		}
+		// Upstream's state rule (issue 10): mute only while running,
+		// resume only while muted; otherwise StreamOperationNotAllowedError.
+		refused := typ == protocol.TypeMute && p.muted || typ == protocol.TypeResume && !p.muted
+		if r.ErrorClass == notAllowedClass {
+			if !refused {
+				t.Fatalf("%s on %s (muted %v): %s, want success", typ, id, p.muted, describe(r))
+			}
+			return
+		}
+		if refused && r.OK() {
+			t.Fatalf("%s on %s (muted %v) succeeded; upstream's stream refuses it", typ, id, p.muted)
 		}
 		if mc.answerLive(t, typ, id, r) {
 			switch typ {
