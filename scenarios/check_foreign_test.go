@@ -173,11 +173,19 @@ func TestPollBasedDetection(t *testing.T) {
 	}
 	runCheckCases(t, checkCrashDetected, []checkCase{
 		{"left the list", crash(pollAt(500, []string{"p1"}, running("p1")), pollAt(1500, nil, running("p1")), pollAt(1800, []string{})),
-			Valid, "observables: list_pipelines and status polls"},
+			Valid, "observables: list_pipelines and status, polled and as the workload saw them"},
 		{"status reports failure", crash(pollAt(1500, []string{"p1"}, StatusPoll{PipelineID: "p1", Answered: true, OK: true, States: []string{"ERROR"}})),
 			Valid, "all 1 crashes detected"},
 		{"still listed and running", crash(pollAt(1500, []string{"p1"}, running("p1")), pollAt(3000, []string{"p1"}, running("p1"))),
 			Invalid, "still listed with a healthy status"},
+		{"a client's not_found decides", func() *RunData {
+			d := crash(pollAt(1500, nil, StatusPoll{PipelineID: "p1"}))()
+			var h hist
+			h.ops = d.Ops
+			h.call(1600, 5, "client-1", "status", "p1", OpFail, nil, "not_found: Could not find InferencePipeline with id=p1.")
+			d.Ops = h.ops
+			return d
+		}, Valid, "all 1 crashes detected"},
 		{"unanswered polls decide nothing", crash(pollAt(1500, nil, StatusPoll{PipelineID: "p1"}), pollAt(3000, nil, StatusPoll{PipelineID: "p1"})),
 			Unknown, "no sample of the manager's view"},
 	})

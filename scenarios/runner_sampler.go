@@ -190,15 +190,7 @@ func statusPoll(id string, resp protocol.Response, err error) StatusPoll {
 	default:
 		return p
 	}
-	report, _ := resp.Fields["report"].(map[string]any)
-	sources, _ := report["sources_metadata"].([]any)
-	for _, src := range sources {
-		if m, ok := src.(map[string]any); ok {
-			if st, ok := m["state"].(string); ok {
-				p.States = append(p.States, st)
-			}
-		}
-	}
+	p.States = reportStates(resp.Fields)
 	return p
 }
 

@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"slices"
 	"time"
+
+	"github.com/corral-dev/corral/chaos"
 )
 
 // serialBounds returns, for each client invoke (by index), the bound its
@@ -11,7 +13,9 @@ import (
 // RequestBound. A serial one (Profile.Serial: one request at a time, as
 // upstream's server) may first have to finish every request that was in
 // flight when this one was sent, plus one request of the harness's own
-// sampler (QueueTimeout): the bound is the sum of their bounds. Requests
+// sampler (QueueTimeout), plus what remained of every misbehaving client
+// connection the nemesis held open then (a stalled or oversized frame
+// holds a serial server until it gives up on it): the bound is the sum. Requests
 // that are never answered stay unanswered whatever the bound, so a target
 // that freezes is still judged by requests_answered.
 func serialBounds(d *RunData, v *opView) map[int]time.Duration {
@@ -40,11 +44,31 @@ func serialBounds(d *RunData, v *opView) map[int]time.Duration {
 		}
 		return cmp.Compare(a.delta, b.delta)
 	})
+	// The nemesis's client connections: open from the injection to the
+	// completion of the heal that waited for them.
+	type span struct{ from, to int64 }
+	var held []span
+	end := runEnd(d)
+	for _, w := range nemesisFaults(d) {
+		if w.OK != nil && w.Fault != nil && w.Fault.Level() == chaos.LevelClient {
+			to := w.End
+			if to < 0 {
+				to = end
+			}
+			held = append(held, span{w.Invoke.Time, to})
+		}
+	}
 	out := map[int]time.Duration{}
 	var inFlight time.Duration
 	for _, e := range events {
 		if e.inv != nil {
-			out[e.inv.Index] = inFlight + e.delta + d.Bounds.QueueTimeout
+			b := inFlight + e.delta + d.Bounds.QueueTimeout
+			for _, h := range held {
+				if h.from <= e.at && e.at < h.to {
+					b += time.Duration(h.to - e.at)
+				}
+			}
+			out[e.inv.Index] = b
 		}
 		inFlight += e.delta
 	}
