@@ -34,7 +34,7 @@ func (m *Manager) spawn(ctx context.Context, idle bool, claim ramClaim) (*pipeli
 		return nil, err
 	}
 	p := &pipeline{
-		id: id, proc: proc, state: StateIdle, idle: idle,
+		id: id, proc: proc, state: protocol.StateIdle, idle: idle,
 		probeTimeout: newAdaptiveTimeout(m.cfg.ProbeTimeoutFloor, m.cfg.HealthCheckTimeout),
 		health:       healthRecord{Interval: m.cfg.HealthCheckInterval},
 		quit:         make(chan struct{}),
@@ -55,7 +55,7 @@ func (m *Manager) spawn(ctx context.Context, idle bool, claim ramClaim) (*pipeli
 	m.order[id] = m.seq.Add(1)
 	m.attachLocked(claim, p)
 	m.mu.Unlock()
-	m.emit(PipelineStateChanged{At: now(), PipelineID: id, To: StateIdle})
+	m.emit(PipelineStateChanged{At: now(), PipelineID: id, To: protocol.StateIdle})
 	m.watch(p)
 	return p, nil
 }
@@ -83,7 +83,7 @@ func (m *Manager) watch(p *pipeline) {
 		// Sweep anything the worker left in its group.
 		_ = p.proc.Kill()
 		if !requested {
-			m.setState(p, StateFailed)
+			m.setState(p, protocol.StateFailed)
 		}
 		// Out of the table before anyone hears of the exit, so observers
 		// of the event never find the dead entry.
@@ -157,7 +157,7 @@ func (m *Manager) init(ctx context.Context, req *protocol.Request) protocol.Resp
 			return fail("", protocol.OperationError(fmt.Sprintf("Could not start a worker: %v.", err)))
 		}
 	}
-	m.setState(p, StateStarting)
+	m.setState(p, protocol.StateStarting)
 	start := time.Now()
 	r, err := p.ch.call(ctx, m.workerCommand(protocol.TypeInit, req), m.cfg.QueueTimeout, callOpts{})
 	if err != nil || !r.OK() {
@@ -172,7 +172,7 @@ func (m *Manager) init(ctx context.Context, req *protocol.Request) protocol.Resp
 	}
 	m.commandTimeout(p, protocol.TypeInit).Observe(time.Since(start))
 	m.settle(p)
-	m.setState(p, StateRunning)
+	m.setState(p, protocol.StateRunning)
 	m.wg.Add(1)
 	go m.healthLoop(p)
 	r.PipelineID = p.id

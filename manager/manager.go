@@ -154,16 +154,10 @@ func (m *Manager) list() protocol.Response {
 
 func (m *Manager) inspect() protocol.Response {
 	snap := m.Snapshot()
-	pipelines := snap.Pipelines
-	if pipelines == nil {
-		pipelines = []PipelineInfo{}
-	}
-	return protocol.Success(map[string]any{
-		"pipelines":       pipelines,
-		"shutting_down":   snap.ShuttingDown,
-		"stale_responses": snap.StaleResponses,
-		"timeouts":        snap.Timeouts,
-	})
+	return protocol.Success(protocol.Inspect{
+		Pipelines: snap.Pipelines, ShuttingDown: snap.ShuttingDown,
+		StaleResponses: snap.StaleResponses, Timeouts: snap.Timeouts,
+	}.Fields())
 }
 
 // Snapshot returns a consistent copy of the table, sorted by pipeline id.
@@ -177,10 +171,10 @@ func (m *Manager) Snapshot() Snapshot {
 			t := p.health.LastProbe
 			last = &t
 		}
-		s.Pipelines = append(s.Pipelines, PipelineInfo{
+		s.Pipelines = append(s.Pipelines, protocol.PipelineInfo{
 			PipelineID: p.id, State: p.state, Idle: p.idle, MarkedForRemoval: p.removal,
 			Pid: p.proc.Pid(), Pgid: p.proc.Pgid(),
-			Health: HealthInfo{
+			Health: protocol.HealthInfo{
 				ConsecutiveFailures: p.health.ConsecutiveFailures,
 				LastProbe:           last,
 				LastError:           p.health.LastError,
@@ -189,7 +183,7 @@ func (m *Manager) Snapshot() Snapshot {
 			},
 		})
 	}
-	slices.SortFunc(s.Pipelines, func(a, b PipelineInfo) int {
+	slices.SortFunc(s.Pipelines, func(a, b protocol.PipelineInfo) int {
 		switch {
 		case a.PipelineID < b.PipelineID:
 			return -1
@@ -220,7 +214,7 @@ func beingTerminated(id string) *protocol.Error {
 	return protocol.OperationError(fmt.Sprintf("Pipeline %s is being terminated.", id))
 }
 
-func (m *Manager) setState(p *pipeline, to State) {
+func (m *Manager) setState(p *pipeline, to protocol.State) {
 	m.mu.Lock()
 	from := p.state
 	p.state = to
@@ -257,9 +251,9 @@ func (m *Manager) command(ctx context.Context, req *protocol.Request) protocol.R
 	if r.OK() {
 		switch req.Type {
 		case protocol.TypeMute:
-			m.setState(p, StatePaused)
+			m.setState(p, protocol.StatePaused)
 		case protocol.TypeResume:
-			m.setState(p, StateRunning)
+			m.setState(p, protocol.StateRunning)
 		}
 	}
 	return r
