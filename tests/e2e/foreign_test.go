@@ -32,10 +32,12 @@ const fixtureBounds = "grace=1s,join=3s,queue_timeout=1s,health_interval=0.5s,he
 type foreignReport struct {
 	Valid   bool   `json:"valid"`
 	Verdict string `json:"verdict"`
-	Profile struct {
-		Name   string `json:"name"`
-		Source string `json:"source"`
-	} `json:"profile"`
+	Target  struct {
+		Profile struct {
+			Name   string `json:"name"`
+			Source string `json:"source"`
+		} `json:"profile"`
+	} `json:"target"`
 	Results []struct {
 		Checker, Verdict, Summary string
 		Details                   []string
@@ -147,50 +149,81 @@ func foreignRunArgs(f *foreign.Fixture, extra ...string) []string {
 		"--profile", "upstream", "--bounds", fixtureBounds}, extra...)
 }
 
-// The harness, pointed at the upstream-like fixture with its defects,
-// names each of them with the right checker; with every defect fixed the
-// same run is VALID.
+// The harness, pointed at the upstream-like fixture, names each of its
+// defects with the right checker, and passes it once they are fixed. The
+// fixture runs with the same settings each time; only --fix changes.
 func TestForeignSmokeJudgesTheUpstreamLikeFixture(t *testing.T) {
 	t.Parallel()
-	t.Run("defects", func(t *testing.T) {
-		t.Parallel()
-		f := foreign.Start(t, foreign.Options{Args: fixtureArgs})
+	run := func(t *testing.T, fix []string) (*foreign.Fixture, foreignReport, []scenarios.Op, int, string) {
+		t.Helper()
+		f := foreign.Start(t, foreign.Options{Fix: fix, Args: fixtureArgs})
 		dir := filepath.Join(t.TempDir(), "run")
 		code, out, _ := corralRun(t, dir, foreignRunArgs(f)...)
 		rep, ops := readForeignReport(t, dir), readRunHistory(t, dir)
-		if code != 1 || rep.Valid {
-			t.Errorf("exit %d, valid %v: want 1 and invalid\n%s", code, rep.Valid, out)
-		}
-		if rep.Profile.Name != "upstream" {
-			t.Errorf("profile %+v, want upstream", rep.Profile)
+		if rep.Target.Profile.Name != "upstream" {
+			t.Errorf("profile %+v, want upstream", rep.Target.Profile)
 		}
 		checkPipelinesStarted(t, f, ops)
 		checkRightWorker(t, f, ops)
-		for checker, want := range map[string]string{
-			"requests_answered":   "", // a request to the crashed worker, and every one after it
-			"bounded_shutdown":    "",
-			"no_leaked_processes": "",
-		} {
-			verdict, text := rep.result(checker)
-			if verdict != scenarios.Invalid || !strings.Contains(text, want) {
-				t.Errorf("%s: %s, want invalid naming %q:\n%s", checker, verdict, want, text)
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("corral run output:\n%s", out)
+			}
+		})
+		return f, rep, ops, code, out
+	}
+	// want asserts checker's verdict, and that its text names each of names.
+	want := func(t *testing.T, rep foreignReport, checker, verdict string, names ...string) {
+		t.Helper()
+		got, text := rep.result(checker)
+		if got != verdict {
+			t.Errorf("%s: %s, want %s:\n%s", checker, got, verdict, text)
+		}
+		for _, n := range names {
+			if !strings.Contains(text, n) {
+				t.Errorf("%s does not name %q:\n%s", checker, n, text)
 			}
 		}
-		if t.Failed() {
-			t.Logf("corral run output:\n%s", out)
+	}
+
+	// Every defect: the first crashed worker freezes the serial server
+	// (no timeout on its answer), so requests go unanswered.
+	t.Run("defects", func(t *testing.T) {
+		t.Parallel()
+		_, rep, _, code, _ := run(t, nil)
+		if code != 1 || rep.Valid {
+			t.Errorf("exit %d, valid %v: want 1 and invalid", code, rep.Valid)
 		}
+		want(t, rep, "requests_answered", scenarios.Invalid, "without answer")
+	})
+	// The timeout fixed, the broken SIGTERM shows: the manager dies of a
+	// TypeError and its workers keep running.
+	t.Run("sigterm", func(t *testing.T) {
+		t.Parallel()
+		f, rep, _, code, _ := run(t, []string{foreign.DefectTimeout, foreign.DefectPhantom})
+		if code != 1 || rep.Valid {
+			t.Errorf("exit %d, valid %v: want 1 and invalid", code, rep.Valid)
+		}
+		if _, ok := f.WaitExit(reapTimeout); !ok || !strings.Contains(f.Stderr(), "TypeError") {
+			t.Fatalf("the fixture did not die of its TypeError after the harness's SIGTERM:\n%s", f.Stderr())
+		}
+		var orphans []string
+		for _, pid := range f.Members() {
+			orphans = append(orphans, "pid "+strconv.Itoa(pid))
+		}
+		if len(orphans) == 0 {
+			t.Fatal("no worker outlived the fixture: nothing for the checkers to find")
+		}
+		want(t, rep, "no_leaked_processes", scenarios.Invalid, orphans...)
+		want(t, rep, "bounded_shutdown", scenarios.Invalid)
+		want(t, rep, "requests_answered", scenarios.Valid)
 	})
 	t.Run("fixed", func(t *testing.T) {
 		t.Parallel()
-		f := foreign.Start(t, foreign.Options{Fix: foreign.AllDefects, Args: fixtureArgs})
-		dir := filepath.Join(t.TempDir(), "run")
-		code, out, _ := corralRun(t, dir, foreignRunArgs(f)...)
-		rep, ops := readForeignReport(t, dir), readRunHistory(t, dir)
+		f, rep, _, code, _ := run(t, foreign.AllDefects)
 		if code != 0 || !rep.Valid {
-			t.Errorf("exit %d, valid %v: want 0 and VALID\n%s", code, rep.Valid, out)
+			t.Errorf("exit %d, valid %v: want 0 and VALID", code, rep.Valid)
 		}
-		checkPipelinesStarted(t, f, ops)
-		checkRightWorker(t, f, ops)
 		for _, r := range rep.Results {
 			if r.Verdict != scenarios.Valid {
 				t.Errorf("%s: %s (%s)", r.Checker, r.Verdict, r.Summary)
@@ -200,6 +233,66 @@ func TestForeignSmokeJudgesTheUpstreamLikeFixture(t *testing.T) {
 			t.Errorf("the fixed fixture after the harness's SIGTERM: exited %v, status %d; want 0", ok, exit)
 		}
 	})
+}
+
+// phantomScenario sends inits that upstream's model refuses (no
+// processing_configuration), then lists: a failed init's id must not be
+// listed.
+const phantomScenario = `name: phantom
+seed: 3
+duration: 6s
+warm_up: 2s
+heal: 1s
+quiesce: 1s
+pipelines: 1
+clients: 1
+rate: 2
+mix: {list_pipelines: 1}
+init: {processing_configuration: null}
+bounds: {grace: 1s, join: 3s, queue_timeout: 1s, health_interval: 0.5s, health_timeout: 1s, max_health_failures: 3, crash_detection: 2s}
+`
+
+// The phantom a failed init leaves is named by the model checker, and not
+// once the fixture stops and forgets the failed init's worker.
+func TestForeignPhantomIsNamed(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "phantom.yaml")
+	if err := os.WriteFile(file, []byte(phantomScenario), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, fixed := range []bool{false, true} {
+		t.Run(map[bool]string{false: "defect", true: "fixed"}[fixed], func(t *testing.T) {
+			t.Parallel()
+			var fix []string
+			if fixed {
+				fix = []string{foreign.DefectPhantom}
+			}
+			f := foreign.Start(t, foreign.Options{Fix: fix, Args: fixtureArgs})
+			dir := filepath.Join(t.TempDir(), "run")
+			_, out, _ := corralRun(t, dir, file, "--target", f.Addr, "--target-pid", strconv.Itoa(f.Pid), "--profile", "upstream")
+			rep := readForeignReport(t, dir)
+			events, err := f.Events()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var failed []string
+			for _, e := range events {
+				if e.Event == "init_failed" {
+					failed = append(failed, e.PipelineID)
+				}
+			}
+			if len(failed) == 0 {
+				t.Fatalf("no init failed in the fixture: %+v\n%s", events, out)
+			}
+			verdict, text := rep.result("pipeline_model")
+			switch {
+			case !fixed && (verdict != scenarios.Invalid || !strings.Contains(text, "phantom pipeline") || !strings.Contains(text, failed[0])):
+				t.Errorf("pipeline_model: %s, want invalid naming the phantom %s:\n%s\n%s", verdict, failed[0], text, out)
+			case fixed && verdict != scenarios.Valid:
+				t.Errorf("pipeline_model: %s, want valid (the failed init's worker was stopped):\n%s\n%s", verdict, text, out)
+			}
+		})
+	}
 }
 
 // A --target-pid that does not own the target's port (here a shell with
@@ -240,14 +333,16 @@ func TestForeignWrongTargetPidExitsBeforeAnyFault(t *testing.T) {
 	before := children()
 
 	dir := filepath.Join(t.TempDir(), "run")
-	cmd := exec.Command(corralBin, append(foreignRunArgs(&foreign.Fixture{Addr: f.Addr, Pid: decoy.Process.Pid}), "--out", dir)...)
+	cmd := exec.Command(corralBin, append(append([]string{"run"}, foreignRunArgs(&foreign.Fixture{Addr: f.Addr, Pid: decoy.Process.Pid})...), "--out", dir)...)
 	cmd.Env = cleanEnv()
 	out, err := cmd.CombinedOutput()
 	if cmd.ProcessState == nil || cmd.ProcessState.ExitCode() != 2 {
 		t.Fatalf("corral run with a wrong --target-pid: %v, want exit 2\n%s", err, out)
 	}
-	if !strings.Contains(string(out), strconv.Itoa(decoy.Process.Pid)) {
-		t.Errorf("the message does not name the pid it refused:\n%s", out)
+	for _, want := range []string{"--target-pid " + strconv.Itoa(decoy.Process.Pid), "does not listen on port", "owned by pid " + strconv.Itoa(f.Pid)} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("the refusal does not say %q:\n%s", want, out)
+		}
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, "history.jsonl")); err == nil && strings.Contains(string(b), `"process":"nemesis"`) {
 		t.Errorf("a fault was injected before the refusal:\n%s", b)
@@ -275,8 +370,8 @@ func TestSmokeAgainstCorralServeTarget(t *testing.T) {
 	if code != 0 || !rep.Valid {
 		t.Fatalf("exit %d, valid %v: want 0 and VALID\n%s", code, rep.Valid, out)
 	}
-	if rep.Profile.Name != "corral" {
-		t.Errorf("profile %+v, want corral (detected)", rep.Profile)
+	if rep.Target.Profile.Name != "corral" {
+		t.Errorf("profile %+v, want corral (detected)", rep.Target.Profile)
 	}
 	if exit, ok := srv.waitExit(reapTimeout); !ok || exit != 0 {
 		t.Errorf("corral serve after the harness's SIGTERM: exited %v, status %d; want 0", ok, exit)
