@@ -7,15 +7,13 @@
 // Catalogue lists every fault; Levels groups their names by level.
 //
 //   - process: crash (SIGKILL the worker's process group) and hang_process
-//     (SIGSTOP, healed by SIGCONT). The worker's pid and pgid come from the
-//     manager's inspect command. Against a foreign server that does not
-//     know inspect, Target.ManagerPid enables a /proc fallback: the
-//     manager's live child processes sorted by pid, of which the one at
-//     Params["index"] (modulo their number) or else at an FNV-1a hash of
-//     the pipeline id is chosen. That mapping is a heuristic: a foreign
-//     server does not say which child runs which pipeline. A process group
-//     shared with the manager or with this process is never signalled as a
-//     group; only the worker's pid is.
+//     (SIGSTOP, healed by SIGCONT). The worker's pid and pgid come from
+//     Target.FindWorker when set (a foreign server without inspect: the
+//     harness maps pipelines to the processes that appeared around their
+//     init), else from the manager's inspect command. Neither available
+//     means the fault cannot be aimed (ErrPipelineNotFound); it never
+//     guesses. A process group shared with the manager or with this
+//     process is never signalled as a group; only the worker's pid is.
 //   - worker: the manager's chaos command (managers started with chaos):
 //     hang_queue, slow_probe, stale_responses, garbage_output,
 //     ignore_sigterm, slow_start, spawn_grandchild, and worker_crash (the
