@@ -151,7 +151,8 @@ func resolveBounds(cfg manager.Config, sc *Scenario, flag BoundsSpec) Bounds {
 	b := Bounds{Grace: cfg.TerminationGracePeriod, Join: cfg.ProcessJoinTimeout, QueueTimeout: cfg.QueueTimeout,
 		HealthInterval: cfg.HealthCheckInterval, HealthTimeout: cfg.HealthCheckTimeout,
 		MaxHealthFailures: cfg.MaxHealthFailures, CrashDetection: CrashDetectionBound, Epsilon: Epsilon,
-		From: map[string]string{}}
+		ProbeTimeoutFloor: cfg.ProbeTimeoutFloor, MaxRAMMB: cfg.MaxRAMMB, WorkerRAMMB: cfg.WorkerRAMMB,
+		MaxConnections: cfg.MaxConnections, From: map[string]string{}}
 	for _, k := range boundNames {
 		b.From[k] = BoundFromDefault
 		if v, ok := managerVar[k]; ok {
