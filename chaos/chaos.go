@@ -84,6 +84,10 @@ type Fault interface {
 	// CorruptsReplies: the worker's replies are stale or not JSON while
 	// the fault lasts; the worker itself stays alive and answering.
 	CorruptsReplies() bool
+	// AbandonsConnections: the fault's clients send complete requests and
+	// are gone (reset) before the answers: none of its connections is a
+	// live client's once it has fired.
+	AbandonsConnections() bool
 	// InWorker: the fault is injected inside a worker with the chaos
 	// command (LevelWorker).
 	InWorker() bool

@@ -23,7 +23,11 @@
 //     (duration_seconds = Spec.For) because a hung queue cannot read a
 //     heal.
 //   - client: misbehaving clients on the wire (client_stall,
-//     client_disconnect, oversized_frame, malformed_frame, client_burst).
+//     client_disconnect, oversized_frame, malformed_frame, client_burst),
+//     and the limit pushers: init_storm (Params["inits"] concurrent inits
+//     of Params["video"]; its heal terminates the pipelines it created)
+//     and abandon_request (Params["requests"] complete requests of
+//     Params["command"] to the pipeline, then a reset of each connection).
 //     Inject starts them in a goroutine that Heal waits for (and the
 //     Inject context cancels): pass the run's context to Inject, not a
 //     per-call timeout. Every socket has a deadline, and only loopback

@@ -155,7 +155,8 @@ func resolveBounds(cfg manager.Config, sc *Scenario, flag BoundsSpec, p Profile)
 	b := Bounds{Grace: cfg.TerminationGracePeriod, Join: cfg.ProcessJoinTimeout, QueueTimeout: cfg.QueueTimeout,
 		HealthInterval: cfg.HealthCheckInterval, HealthTimeout: cfg.HealthCheckTimeout,
 		MaxHealthFailures: cfg.MaxHealthFailures, CrashDetection: CrashDetectionBound, Epsilon: Epsilon,
-		From: map[string]string{}}
+		ProbeTimeoutFloor: cfg.ProbeTimeoutFloor, MaxRAMMB: cfg.MaxRAMMB, WorkerRAMMB: cfg.WorkerRAMMB,
+		MaxConnections: cfg.MaxConnections, From: map[string]string{}}
 	if p.Serial {
 		b.CrashDetection = 2*b.HealthInterval + b.QueueTimeout
 	}

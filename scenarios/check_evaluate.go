@@ -23,6 +23,7 @@ const (
 	CheckHangDetected      = "hang_detected"
 	CheckFaultCoverage     = "fault_coverage"
 	CheckSLOs              = "slos"
+	CheckLimits            = "limits"
 )
 
 // CrashDetectionBound is how soon after a worker's death the manager must
@@ -56,6 +57,7 @@ func allCheckers() []Checker {
 		checkerFunc{CheckHangDetected, checkHangDetected},
 		checkerFunc{CheckFaultCoverage, checkFaultCoverage},
 		checkerFunc{CheckSLOs, checkSLOs},
+		checkerFunc{CheckLimits, checkLimits},
 	}
 }
 

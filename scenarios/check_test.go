@@ -354,8 +354,8 @@ func TestCheckSLOs(t *testing.T) {
 }
 
 func TestCheckerSelection(t *testing.T) {
-	if got := len(DefaultCheckers(nil)); got != 9 {
-		t.Fatalf("DefaultCheckers(nil) = %d checkers, want 9", got)
+	if got, want := len(DefaultCheckers(nil)), len(CheckerNames()); got != want {
+		t.Fatalf("DefaultCheckers(nil) = %d checkers, want %d", got, want)
 	}
 	cs := DefaultCheckers(&Scenario{Invariants: []string{CheckSLOs, CheckNoLeakedProcesses, "no_such"}})
 	var names []string

@@ -37,6 +37,10 @@ type CensusSample struct {
 	Time  int64             `json:"time"` // ns since start
 	Phase string            `json:"phase"`
 	Procs []launch.ProcInfo `json:"procs"`
+	// ManagerRSS is the manager process's resident bytes at the census
+	// (for the embedded manager: this process, as the manager itself
+	// counts it); 0 when its pid is unknown or it is gone.
+	ManagerRSS uint64 `json:"manager_rss,omitempty"`
 }
 
 // InspectSample is the manager's own view (the inspect command) at one moment.
@@ -81,6 +85,14 @@ type Bounds struct {
 	// CrashDetection is how soon a dead worker's pipeline must leave the
 	// manager's table (or report failure); 0 means CrashDetectionBound.
 	CrashDetection time.Duration
+	// ProbeTimeoutFloor is the lower clamp of the adaptive probe timeout
+	// (its ceiling is HealthTimeout); 0 when not known.
+	ProbeTimeoutFloor time.Duration
+	// MaxRAMMB is STREAM_MANAGER_MAX_RAM_MB (0: no limit) and WorkerRAMMB
+	// the size a new worker is predicted at, in MiB.
+	MaxRAMMB, WorkerRAMMB int
+	// MaxConnections is STREAM_MANAGER_MAX_CONNECTIONS (0: not known).
+	MaxConnections int
 	// Epsilon is the slack allowed on every bound (scheduling, reaping).
 	Epsilon time.Duration
 	// From names where each bound (by its bounds: key) came from.

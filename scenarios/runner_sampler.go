@@ -210,9 +210,28 @@ func (r *runner) recordCensus(phase string, procs []launch.ProcInfo) {
 	if procs == nil {
 		procs = []launch.ProcInfo{}
 	}
+	s := CensusSample{Time: int64(r.since()), Phase: phase, Procs: procs, ManagerRSS: r.managerRSS()}
 	r.mu.Lock()
-	r.census = append(r.census, CensusSample{Time: int64(r.since()), Phase: phase, Procs: procs})
+	r.census = append(r.census, s)
 	r.mu.Unlock()
+}
+
+// managerRSS reads the manager's resident bytes: this process for the
+// embedded manager (the manager's RAM admission counts the same pid), the
+// target's pid otherwise; 0 when unknown or gone.
+func (r *runner) managerRSS() uint64 {
+	pid := r.tgt.managerPid
+	if r.tgt.embedded {
+		pid = os.Getpid()
+	}
+	if pid <= 0 {
+		return 0
+	}
+	info, err := launch.Stat(pid)
+	if err != nil || info.Zombie() {
+		return 0
+	}
+	return info.RSS
 }
 
 // progress reports phases: a line each on a plain writer, a redrawn bar
