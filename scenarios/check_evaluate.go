@@ -54,6 +54,8 @@ func allCheckers() []Checker {
 		checkerFunc{CheckHangDetected, checkHangDetected},
 		checkerFunc{CheckFaultCoverage, checkFaultCoverage},
 		checkerFunc{CheckSLOs, checkSLOs},
+		checkerFunc{CheckPipelineModel, checkPipelineModel},
+		checkerFunc{CheckCensusTruth, checkCensusTruth},
 	}
 }
 
