@@ -61,6 +61,7 @@ func Defaults() Scenario {
 		Mix:           map[string]int{"status": 4, "consume_result": 4, "list_pipelines": 2, "inspect": 1, "mute": 1, "resume": 1},
 		FaultInterval: Duration(5 * time.Second),
 		Shutdown:      ShutdownGraceful,
+		Availability:  DefaultAvailability,
 	}
 }
 
@@ -96,6 +97,9 @@ func (s *Scenario) withDefaults() *Scenario {
 	}
 	if c.Shutdown == "" {
 		c.Shutdown = d.Shutdown
+	}
+	if c.Availability == 0 {
+		c.Availability = d.Availability
 	}
 	c.Mix = maps.Clone(c.Mix)
 	c.Manager = maps.Clone(c.Manager)
@@ -197,6 +201,9 @@ func (s *Scenario) Validate() error {
 		if s.SLOs[k] <= 0 {
 			bad("slos."+k, "must be a positive duration")
 		}
+	}
+	if s.Availability < 0 || s.Availability > 1 || math.IsNaN(s.Availability) {
+		bad("availability", "must be a fraction in (0, 1], e.g. 0.99 (got %v)", s.Availability)
 	}
 	if len(s.Invariants) > 0 {
 		var names []string

@@ -56,6 +56,7 @@ func allCheckers() []Checker {
 		checkerFunc{CheckSLOs, checkSLOs},
 		checkerFunc{CheckPipelineModel, checkPipelineModel},
 		checkerFunc{CheckCensusTruth, checkCensusTruth},
+		checkerFunc{CheckAvailability, checkAvailability},
 	}
 }
 

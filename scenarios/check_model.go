@@ -2,6 +2,7 @@ package scenarios
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -473,7 +474,7 @@ func (f *facts) judgeUnknownIDs() []string {
 		}
 	}
 	for _, lst := range f.lists {
-		for _, id := range slices.Sorted(mapsKeys(lst.IDs)) {
+		for _, id := range slices.Sorted(maps.Keys(lst.IDs)) {
 			note(id, lst.Hi, "listed by "+lst.describe())
 		}
 	}
@@ -491,16 +492,6 @@ func (f *facts) judgeUnknownIDs() []string {
 			id, unknown[id], len(f.unknownInits)))
 	}
 	return out
-}
-
-func mapsKeys(m map[string]bool) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // checkPipelineModel: every answer agrees with a model of each pipeline.

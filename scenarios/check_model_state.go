@@ -382,7 +382,7 @@ func (f *facts) judgeStates() (states, consumes []string) {
 							where, secs(fr.At), l.InitInv.Index, secs(l.InitInv.Time)))
 					case fr.At > o.Time+eps:
 						consumes = append(consumes, fmt.Sprintf("%s captured at %s, after the answer came (%s)", where, secs(fr.At), secs(o.Time)))
-					case quiet(id, fr.At-eps, fr.At) && m.definitelyMuted(fr.At-eps, fr.At):
+					case quiet(id, fr.At-eps, fr.At+eps) && m.definitelyMuted(fr.At-eps, fr.At+eps):
 						consumes = append(consumes, fmt.Sprintf("%s captured at %s while the pipeline was muted: %s",
 							where, secs(fr.At), m.why(kindRunning)))
 					}
