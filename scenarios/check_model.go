@@ -461,11 +461,19 @@ func opIndex(o *Op) string {
 func (f *facts) judgeUnknownIDs() []string {
 	unknown := map[string]string{} // id -> first witness
 	var order []string
+	foreign := map[string]bool{}
+	for _, lst := range f.lists {
+		if f.firstInit < 0 || lst.Lo < f.firstInit {
+			for id := range lst.IDs {
+				foreign[id] = true
+			}
+		}
+	}
 	note := func(id string, at int64, what string) {
 		if l, ok := f.lives[id]; ok && (l.InitOK != nil || l.FailedInit != nil) {
 			return
 		}
-		if f.firstInit < 0 || at < f.firstInit {
+		if foreign[id] || f.firstInit < 0 || at < f.firstInit {
 			return
 		}
 		if _, ok := unknown[id]; !ok {

@@ -354,8 +354,8 @@ func TestCheckSLOs(t *testing.T) {
 }
 
 func TestCheckerSelection(t *testing.T) {
-	if got := len(DefaultCheckers(nil)); got != 9 {
-		t.Fatalf("DefaultCheckers(nil) = %d checkers, want 9", got)
+	if got := len(DefaultCheckers(nil)); got != 12 {
+		t.Fatalf("DefaultCheckers(nil) = %d checkers, want 12", got)
 	}
 	cs := DefaultCheckers(&Scenario{Invariants: []string{CheckSLOs, CheckNoLeakedProcesses, "no_such"}})
 	var names []string
