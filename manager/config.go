@@ -38,6 +38,10 @@ type Config struct {
 	// MaxRAMMB refuses init while the manager and its workers use this many
 	// MiB of resident memory or more; 0 means no limit.
 	MaxRAMMB int
+	// WorkerRAMMB is the resident size in MiB an admission reserves for a
+	// new worker before one of the same video configuration has been
+	// measured (then the largest size measured is reserved instead).
+	WorkerRAMMB int
 
 	// HealthCheckInterval is the base probe interval; it stretches to twice
 	// this for healthy pipelines and shrinks to half for failing ones.
@@ -71,6 +75,8 @@ func DefaultConfig() Config {
 		CommandTimeoutFloor:    time.Second,
 		MaxFrameBytes:          protocol.DefaultMaxFrameBytes,
 		MaxConnections:         1024,
+		// A worker of the reference binary measures 15-20 MiB resident.
+		WorkerRAMMB: 32,
 	}
 }
 
@@ -121,6 +127,9 @@ func Settings() []Setting {
 		{"STREAM_MANAGER_MAX_RAM_MB", "max-ram-mb", "refuse init at this resident memory in MiB (0: no limit)", "must be an integer >= 0",
 			func(c *Config) flag.Value { return (*intValue)(&c.MaxRAMMB) },
 			func(c Config) bool { return c.MaxRAMMB >= 0 }},
+		{"STREAM_MANAGER_WORKER_RAM_MB", "worker-ram-mb", "MiB reserved for a new worker until one of its video configuration is measured", "must be an integer in 1..1048576",
+			func(c *Config) flag.Value { return (*intValue)(&c.WorkerRAMMB) },
+			func(c Config) bool { return c.WorkerRAMMB >= 1 && c.WorkerRAMMB <= 1<<20 }},
 		{"STREAM_MANAGER_HEALTH_CHECK_INTERVAL", "health-check-interval", "base interval between health probes", "must be a duration >= 10ms",
 			func(c *Config) flag.Value { return (*durationValue)(&c.HealthCheckInterval) },
 			func(c Config) bool { return c.HealthCheckInterval >= 10*time.Millisecond }},

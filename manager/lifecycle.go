@@ -23,15 +23,18 @@ func newID() string {
 // spawn launches a worker and enters it in the table, idle (for the warm
 // pool) or already claimed (for an init that found no warm worker: it must
 // never be visible as idle, or another init could take it and the pool
-// would count it). Its exit is watched from now on.
-func (m *Manager) spawn(ctx context.Context, idle bool) (*pipeline, error) {
+// would count it). Its exit is watched from now on. The RAM claim moves onto
+// the entry as it enters the table (so no one sees it uncounted or takes it
+// before it holds the claim), or is dropped when no entry is made.
+func (m *Manager) spawn(ctx context.Context, idle bool, claim ramClaim) (*pipeline, error) {
 	id := newID()
 	proc, err := m.opts.Launcher.Launch(ctx, launch.Options{Name: id, Chaos: m.cfg.Chaos})
 	if err != nil {
+		m.drop(claim)
 		return nil, err
 	}
 	p := &pipeline{
-		id: id, proc: proc, state: StateIdle, idle: idle,
+		id: id, proc: proc, state: protocol.StateIdle, idle: idle,
 		probeTimeout: newAdaptiveTimeout(m.cfg.ProbeTimeoutFloor, m.cfg.HealthCheckTimeout),
 		health:       healthRecord{Interval: m.cfg.HealthCheckInterval},
 		quit:         make(chan struct{}),
@@ -42,6 +45,7 @@ func (m *Manager) spawn(ctx context.Context, idle bool) (*pipeline, error) {
 	})
 	m.mu.Lock()
 	if m.closing {
+		m.dropLocked(claim)
 		m.mu.Unlock()
 		_ = proc.Kill()
 		m.watch(p) // reap it
@@ -49,8 +53,9 @@ func (m *Manager) spawn(ctx context.Context, idle bool) (*pipeline, error) {
 	}
 	m.table[id] = p
 	m.order[id] = m.seq.Add(1)
+	m.attachLocked(claim, p)
 	m.mu.Unlock()
-	m.emit(PipelineStateChanged{At: now(), PipelineID: id, To: StateIdle})
+	m.emit(PipelineStateChanged{At: now(), PipelineID: id, To: protocol.StateIdle})
 	m.watch(p)
 	return p, nil
 }
@@ -78,7 +83,7 @@ func (m *Manager) watch(p *pipeline) {
 		// Sweep anything the worker left in its group.
 		_ = p.proc.Kill()
 		if !requested {
-			m.setState(p, StateFailed)
+			m.setState(p, protocol.StateFailed)
 		}
 		// Out of the table before anyone hears of the exit, so observers
 		// of the event never find the dead entry.
@@ -133,19 +138,26 @@ func (m *Manager) init(ctx context.Context, req *protocol.Request) protocol.Resp
 	if m.isClosing() {
 		return fail("", protocol.OperationError("The stream manager is shutting down; init refused."))
 	}
-	if err := m.admit(); err != nil {
-		return fail("", err)
-	}
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.QueueTimeout)
 	defer cancel()
+	// A warm worker's memory was admitted when the pool started it; a new
+	// worker's is admitted now. Either way the reservation is p's from
+	// here and leaves the table with it, on failure too.
+	key := videoKey(req)
 	p := m.takeIdle()
-	if p == nil {
+	if p != nil {
+		m.claimWarm(p, key)
+	} else {
+		claim, perr := m.admit(key)
+		if perr != nil {
+			return fail("", perr)
+		}
 		var err error
-		if p, err = m.spawn(ctx, false); err != nil {
+		if p, err = m.spawn(ctx, false, claim); err != nil {
 			return fail("", protocol.OperationError(fmt.Sprintf("Could not start a worker: %v.", err)))
 		}
 	}
-	m.setState(p, StateStarting)
+	m.setState(p, protocol.StateStarting)
 	start := time.Now()
 	r, err := p.ch.call(ctx, m.workerCommand(protocol.TypeInit, req), m.cfg.QueueTimeout, callOpts{})
 	if err != nil || !r.OK() {
@@ -159,7 +171,8 @@ func (m *Manager) init(ctx context.Context, req *protocol.Request) protocol.Resp
 		return r
 	}
 	m.commandTimeout(p, protocol.TypeInit).Observe(time.Since(start))
-	m.setState(p, StateRunning)
+	m.settle(p)
+	m.setState(p, protocol.StateRunning)
 	m.wg.Add(1)
 	go m.healthLoop(p)
 	r.PipelineID = p.id
@@ -209,9 +222,17 @@ func (m *Manager) poolLoop() {
 			return
 		case <-m.poolKick:
 		}
+		// Only this loop adds idle workers, so the count it reads cannot
+		// grow behind its back; a warm worker's memory is reserved like an
+		// init's (memory.go), and the pool does not grow past the limit.
 		for m.idleCount() < m.cfg.PreloadedProcesses && !m.isClosing() {
+			claim, perr := m.admit("")
+			if perr != nil {
+				m.emit(PipelineError{At: now(), Op: "preload", Err: perr})
+				break // the next kick (an exit or a take) retries
+			}
 			ctx, cancel := context.WithTimeout(m.ctx, m.cfg.QueueTimeout)
-			_, err := m.spawn(ctx, true)
+			_, err := m.spawn(ctx, true, claim)
 			cancel()
 			if err != nil {
 				if !errors.Is(err, ErrShuttingDown) {

@@ -28,9 +28,10 @@ type Options struct {
 	Hook EventHook
 	// Log receives the manager's own diagnostics; nil discards them.
 	Log *slog.Logger
-	// MemoryUsage returns the resident bytes of the given pids, for
-	// STREAM_MANAGER_MAX_RAM_MB; nil reads /proc.
-	MemoryUsage func(pids []int) (uint64, error)
+	// MemoryUsage returns the resident bytes of one process (the manager's
+	// own pid or a worker's; 0 for one already gone), for
+	// STREAM_MANAGER_MAX_RAM_MB; nil reads /proc/<pid>/statm.
+	MemoryUsage func(pid int) (uint64, error)
 }
 
 // Manager is the pipeline table plus everything that supervises it. It is
@@ -49,6 +50,7 @@ type Manager struct {
 	table   map[string]*pipeline
 	order   map[string]uint64 // insertion order for list_pipelines
 	closing bool
+	ram     ramBook
 
 	poolKick chan struct{}
 	seq      atomic.Uint64
@@ -81,6 +83,7 @@ func New(cfg Config, opts Options) (*Manager, error) {
 		ctx: ctx, cancel: cancel,
 		table:        map[string]*pipeline{},
 		order:        map[string]uint64{},
+		ram:          ramBook{learned: map[string]uint64{}},
 		poolKick:     make(chan struct{}, 1),
 		shutdownDone: make(chan struct{}),
 	}
@@ -151,16 +154,10 @@ func (m *Manager) list() protocol.Response {
 
 func (m *Manager) inspect() protocol.Response {
 	snap := m.Snapshot()
-	pipelines := snap.Pipelines
-	if pipelines == nil {
-		pipelines = []PipelineInfo{}
-	}
-	return protocol.Success(map[string]any{
-		"pipelines":       pipelines,
-		"shutting_down":   snap.ShuttingDown,
-		"stale_responses": snap.StaleResponses,
-		"timeouts":        snap.Timeouts,
-	})
+	return protocol.Success(protocol.Inspect{
+		Pipelines: snap.Pipelines, ShuttingDown: snap.ShuttingDown,
+		StaleResponses: snap.StaleResponses, Timeouts: snap.Timeouts,
+	}.Fields())
 }
 
 // Snapshot returns a consistent copy of the table, sorted by pipeline id.
@@ -174,10 +171,10 @@ func (m *Manager) Snapshot() Snapshot {
 			t := p.health.LastProbe
 			last = &t
 		}
-		s.Pipelines = append(s.Pipelines, PipelineInfo{
+		s.Pipelines = append(s.Pipelines, protocol.PipelineInfo{
 			PipelineID: p.id, State: p.state, Idle: p.idle, MarkedForRemoval: p.removal,
 			Pid: p.proc.Pid(), Pgid: p.proc.Pgid(),
-			Health: HealthInfo{
+			Health: protocol.HealthInfo{
 				ConsecutiveFailures: p.health.ConsecutiveFailures,
 				LastProbe:           last,
 				LastError:           p.health.LastError,
@@ -186,7 +183,7 @@ func (m *Manager) Snapshot() Snapshot {
 			},
 		})
 	}
-	slices.SortFunc(s.Pipelines, func(a, b PipelineInfo) int {
+	slices.SortFunc(s.Pipelines, func(a, b protocol.PipelineInfo) int {
 		switch {
 		case a.PipelineID < b.PipelineID:
 			return -1
@@ -217,7 +214,7 @@ func beingTerminated(id string) *protocol.Error {
 	return protocol.OperationError(fmt.Sprintf("Pipeline %s is being terminated.", id))
 }
 
-func (m *Manager) setState(p *pipeline, to State) {
+func (m *Manager) setState(p *pipeline, to protocol.State) {
 	m.mu.Lock()
 	from := p.state
 	p.state = to
@@ -254,9 +251,9 @@ func (m *Manager) command(ctx context.Context, req *protocol.Request) protocol.R
 	if r.OK() {
 		switch req.Type {
 		case protocol.TypeMute:
-			m.setState(p, StatePaused)
+			m.setState(p, protocol.StatePaused)
 		case protocol.TypeResume:
-			m.setState(p, StateRunning)
+			m.setState(p, protocol.StateRunning)
 		}
 	}
 	return r

@@ -20,7 +20,7 @@ var ErrSurvivors = errors.New("manager: workers still alive after shutdown")
 // owned goroutine bounded by grace.
 func (m *Manager) askToStop(p *pipeline, grace time.Duration) {
 	p.termOnce.Do(func() {
-		m.setState(p, StateTerminating)
+		m.setState(p, protocol.StateTerminating)
 		_ = p.proc.Terminate()
 		if grace <= 0 {
 			return

@@ -19,6 +19,7 @@ import (
 
 	"github.com/corral-dev/corral/manager"
 	"github.com/corral-dev/corral/manager/launch"
+	"github.com/corral-dev/corral/manager/protocol"
 )
 
 // target is the manager under test: embedded in this process or reached
@@ -207,7 +208,7 @@ func connectExternal(ctx context.Context, addr string, pid int) (*target, error)
 		defer mu.Unlock()
 		if marker == "" {
 			for _, p := range out {
-				if marker = environValue(p.Pid, launch.MarkerEnv); marker != "" {
+				if marker = environValue(p.Pid, protocol.EnvManagerMarker); marker != "" {
 					break
 				}
 			}

@@ -8,7 +8,7 @@ import (
 	"io"
 	"os"
 
-	"github.com/corral-dev/corral/manager/worker"
+	"github.com/corral-dev/corral/manager/protocol"
 )
 
 const usage = `corral — a stream manager that never hangs, and the tools to prove it
@@ -30,7 +30,7 @@ cleanly), 2 usage or configuration error.
 func main() {
 	// Workers (and the grandchildren the chaos fault spawns) are this same
 	// binary started with a mode in the environment.
-	if os.Getenv(worker.EnvMode) != "" {
+	if os.Getenv(protocol.EnvWorkerMode) != "" {
 		os.Exit(workerMain())
 	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))

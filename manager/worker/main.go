@@ -12,9 +12,11 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/corral-dev/corral/manager/protocol"
 )
 
-// Modes of Main, selected by EnvMode.
+// Modes of Main, selected by protocol.EnvWorkerMode.
 const (
 	ModeWorker     = "worker"
 	ModeGrandchild = "grandchild"
@@ -45,7 +47,7 @@ func Main() int { return MainWith(MainOptions{}) }
 
 // MainWith is Main with a tracer and a flush hook, for hosts that trace.
 func MainWith(o MainOptions) int {
-	if os.Getenv(EnvMode) == ModeGrandchild {
+	if os.Getenv(protocol.EnvWorkerMode) == ModeGrandchild {
 		return grandchildMain()
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("pid", os.Getpid())
@@ -91,7 +93,7 @@ func MainWith(o MainOptions) int {
 		In:              struct{ io.Reader }{os.Stdin},
 		Out:             os.Stdout,
 		Log:             log,
-		Chaos:           os.Getenv(EnvChaos) == "1",
+		Chaos:           os.Getenv(protocol.EnvWorkerChaos) == "1",
 		Terminate:       terminate,
 		Exit:            func(code int) { flush(); os.Exit(code) },
 		SpawnGrandchild: spawner.spawn,
@@ -151,7 +153,7 @@ func (g *grandchildren) spawn() error {
 		return err
 	}
 	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), EnvMode+"="+ModeGrandchild)
+	cmd.Env = append(os.Environ(), protocol.EnvWorkerMode+"="+ModeGrandchild)
 	cmd.Stdin = r
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	err = cmd.Start()
