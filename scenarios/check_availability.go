@@ -90,6 +90,7 @@ func checkAvailability(d *RunData) Result {
 		failed = append(failed, fmt.Sprintf("%s: %s", describeOp(inv), why))
 	}
 	clients, clientsUnknown := clientAnswers(d)
+	clientsUnknown = append(clientsUnknown, f.unknownFaults...)
 	var details []string
 	verdict := Valid
 	summary := ""
@@ -126,13 +127,13 @@ func checkAvailability(d *RunData) Result {
 // It returns the unanswered ones, and the faults whose outcome is unknown.
 func clientAnswers(d *RunData) (bad, unknown []string) {
 	for _, w := range nemesisFaults(d) {
-		if w.OK == nil || !isClientFault(w.F) {
+		if w.OK == nil || w.Fault == nil || w.Fault.Level() != chaos.LevelClient {
 			continue
 		}
 		obs := w.HealObserved
 		name := describeOp(w.OK)
 		switch w.F {
-		case chaos.FaultClientBurst:
+		case protocol.FaultClientBurst:
 			if obs == nil || obs["done"] == false {
 				unknown = append(unknown, name+": the burst's outcome was never recorded")
 				continue
@@ -148,7 +149,7 @@ func clientAnswers(d *RunData) (bad, unknown []string) {
 					bad = append(bad, fmt.Sprintf("%s: the slowest of %.0f clients was answered after %.0fms, bound %v", name, all, ms, bound))
 				}
 			}
-		case chaos.FaultMalformedFrame:
+		case protocol.FaultMalformedFrame:
 			answers, _ := obs["answers"].(map[string]any)
 			if obs == nil || answers == nil {
 				unknown = append(unknown, name+": the malformed frames' answers were never recorded")
@@ -159,7 +160,7 @@ func clientAnswers(d *RunData) (bad, unknown []string) {
 					bad = append(bad, fmt.Sprintf("%s: malformed frame %q got no answer (%s)", name, k, a))
 				}
 			}
-		case chaos.FaultOversizedFrame:
+		case protocol.FaultOversizedFrame:
 			a, _ := obs["answer"].(string)
 			switch {
 			case obs == nil || obs["error"] != nil:

@@ -91,6 +91,8 @@ func TestAvailabilityClientFaults(t *testing.T) {
 			map[string]any{"done": true, "answer": "failure", "error_type": "invalid_payload"}), Valid, ""},
 		{"oversized header unanswered", run("oversized_frame", map[string]any{},
 			map[string]any{"done": true, "answer": "no frame: i/o timeout"}), Invalid, "the oversized header got no answer"},
+		{"a client fault the catalogue does not know", run("client_renamed", map[string]any{}, map[string]any{"done": true}),
+			Unknown, `fault "client_renamed" is not in the fault catalogue`},
 		{"a stall owes no answer", run("client_stall", map[string]any{},
 			map[string]any{"done": true, "bytes_sent": 2.0, "dropped_by_server": true}), Valid, ""},
 	})

@@ -105,6 +105,9 @@ type facts struct {
 	// each may have made one pipeline the history never names.
 	unknownInits []*Op
 	firstInit    int64 // invoke time of the first client init; -1 if none
+	// unknownFaults say which faults of the run the catalogue does not
+	// know: their effect cannot be modelled, so no verdict is valid.
+	unknownFaults []string
 }
 
 // errorType is the protocol error type a failed op's text starts with
@@ -260,8 +263,11 @@ func gatherFacts(d *RunData) *facts {
 	// Faults on a pipeline: it may leave from the injection until the
 	// removal bound after the fault ends.
 	for _, w := range nemesisFaults(d) {
+		if w.Fault == nil {
+			f.unknownFaults = append(f.unknownFaults, unknownFault(w))
+		}
 		if w.PipelineID == "" {
-			if isManagerFault(w.F) {
+			if w.Fault == nil || w.Fault.EndsManager() {
 				f.global = append(f.global, window{w.Invoke.Time, never, "fault " + w.F, w.Invoke, causeFault})
 			}
 			continue
@@ -350,12 +356,6 @@ func stringSet(v any) map[string]bool {
 		}
 	}
 	return out
-}
-
-// isManagerFault reports whether f ends the manager (or is unknown to the
-// catalogue, which must not let a checker pass on a guess).
-func isManagerFault(f string) bool {
-	return f == FaultManagerSIGTERM || f == FaultManagerSIGKILL || !knownFault(f)
 }
 
 // lastAlive returns the time of the last census sample showing pid alive.
@@ -530,7 +530,10 @@ func checkPipelineModel(d *RunData) Result {
 	}
 	if len(details) > 0 {
 		return Result{Verdict: Invalid, Summary: fmt.Sprintf("%d answers contradict the pipeline model", len(details)),
-			Details: capDetails(details)}
+			Details: capDetails(append(details, f.unknownFaults...))}
+	}
+	if len(f.unknownFaults) > 0 {
+		return Result{Verdict: Unknown, Summary: f.unknownFaults[0], Details: capDetails(f.unknownFaults)}
 	}
 	return Result{Verdict: Valid, Summary: fmt.Sprintf("%d pipelines: every answer and list agrees with the model", judged)}
 }

@@ -5,7 +5,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/corral-dev/corral/chaos"
 	"github.com/corral-dev/corral/manager/protocol"
 )
 
@@ -221,12 +220,6 @@ func parseStamp(s string) (time.Time, bool) {
 		return t, true
 	}
 	return time.Time{}, false
-}
-
-// knownFault reports whether the chaos catalogue has a fault called f.
-func knownFault(f string) bool {
-	_, ok := chaos.Lookup(f)
-	return ok
 }
 
 // consumeSeen is one frame a consume_result returned.

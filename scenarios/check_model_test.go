@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/corral-dev/corral/manager"
+	"github.com/corral-dev/corral/manager/protocol"
 )
 
 // initAs records a client init answered typ at at+5 ms with id in its
@@ -143,12 +143,16 @@ func TestPipelineModelLifecycle(t *testing.T) {
 			d.Shutdown = ShutdownRecord{Signal: "SIGTERM", Requested: ms(900), Exited: ms(950)}
 			return d
 		}, Valid, ""},
+		{"a fault the catalogue does not know", build(func(h *hist) {
+			h.initAs(0, "p1", OpOK, "")
+			h.fault(100, 0, "renamed_fault", "p1", nil)
+		}), Unknown, `fault "renamed_fault" is not in the fault catalogue`},
 		{"not_found after its worker left the census", func() *RunData {
 			h := &hist{}
 			h.initAs(0, "p1", OpOK, "")
 			h.call(1000, 5, "client-1", "status", "p1", OpFail, nil, notFound)
 			d := runData(h)
-			d.Inspects = []InspectSample{inspectAt(100, []string{"p1"}, entry("p1", 101, manager.StateRunning))}
+			d.Inspects = []InspectSample{inspectAt(100, []string{"p1"}, entry("p1", 101, protocol.StateRunning))}
 			d.Census = []CensusSample{{Time: ms(200), Procs: []launchProc{proc(101, "S")}}, {Time: ms(700)}}
 			return d
 		}, Valid, ""},

@@ -121,7 +121,8 @@ func checkCensusTruth(d *RunData) Result {
 	case len(details) > 0:
 		return Result{Verdict: Invalid, Summary: fmt.Sprintf("%d answers or health records contradict the processes", len(details)),
 			Details: capDetails(append(details, missing...))}
-	case len(missing) > 0:
+	case len(missing) > 0 || len(f.unknownFaults) > 0:
+		missing = append(missing, f.unknownFaults...)
 		return Result{Verdict: Unknown, Summary: "cannot check the manager's answers against the processes: " + missing[0],
 			Details: capDetails(append(missing, notes...))}
 	}

@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/corral-dev/corral/manager"
+	"github.com/corral-dev/corral/manager/protocol"
 )
 
 const (
@@ -23,7 +23,7 @@ func truthRun(until int, alive func(ms int) bool, f func(h *hist, d *RunData)) f
 		d := runData(h)
 		d.Start = runStart
 		for t := 0; t <= until; t += 200 {
-			e := entry("p1", 101, manager.StateRunning)
+			e := entry("p1", 101, protocol.StateRunning)
 			probe := runStart.Add(time.Duration(t) * time.Millisecond)
 			e.Health.LastProbe = &probe
 			d.Inspects = append(d.Inspects, inspectAt(t, []string{"p1"}, e))
@@ -76,7 +76,7 @@ func TestCensusTruthClaims(t *testing.T) {
 			h.call(900, 5, "client-1", "status", "p1", OpFail, nil, exitedText)
 		}), Valid, "1 claims could not be judged"},
 		{"a reused pid is not judged", truthRun(4000, aliveUntil(9000), func(h *hist, d *RunData) {
-			d.Inspects = append(d.Inspects, inspectAt(4000, nil, entry("p2", 101, manager.StateRunning)))
+			d.Inspects = append(d.Inspects, inspectAt(4000, nil, entry("p2", 101, protocol.StateRunning)))
 			h.call(500, 5, "client-1", "status", "p1", OpFail, nil, exitedText)
 		}), Valid, ""},
 	})
