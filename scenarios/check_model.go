@@ -396,8 +396,8 @@ func (f *facts) judgeLife(l *life) []string {
 			first = e
 		}
 	}
-	if first == nil {
-		return nil
+	if first == nil || (l.InitOK == nil && l.FailedInit == nil) {
+		return nil // ids no init named are judged by judgeUnknownIDs
 	}
 	name := "pipeline " + l.ID
 	if last != nil && last.At >= first.At {

@@ -83,6 +83,14 @@ func TestPipelineModelLifecycle(t *testing.T) {
 			h.initAs(0, "p9", OpFail, "invalid_payload: bad video_reference")
 			h.call(3000, 5, "client-2", "list_pipelines", "", OpOK, listing(), "")
 		}), Valid, ""},
+		{"an id no init created answers not_found", build(func(h *hist) {
+			h.initAs(0, "p1", OpOK, "")
+			h.call(100, 5, "client-2", "status", placeholder(2), OpFail, nil, notFound)
+		}), Valid, ""},
+		{"an id no init created answers ok", build(func(h *hist) {
+			h.initAs(0, "p1", OpOK, "")
+			h.call(100, 5, "client-2", "status", placeholder(2), OpOK, statusReport("RUNNING"), "")
+		}), Invalid, "was never created by an init: status answered ok"},
 		{"listed id no init created", build(func(h *hist) {
 			h.initAs(0, "p1", OpOK, "")
 			h.call(300, 5, "client-2", "list_pipelines", "", OpOK, listing("p1", "ghost"), "")

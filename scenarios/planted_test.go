@@ -65,6 +65,15 @@ func badCameraScenario() *Scenario {
 	return sc
 }
 
+// modelScenario: plantedScenario without faults, with more mutes and
+// consumes, for bugs in the answers themselves.
+func modelScenario() *Scenario {
+	sc := plantedScenario()
+	sc.Name, sc.Schedule = "model", nil
+	sc.Mix = map[string]int{"status": 4, "consume_result": 4, "mute": 2, "resume": 1, "list_pipelines": 1}
+	return sc
+}
+
 // declaredBounds are the bounds of plantedScenario's configuration. The
 // checkers are pinned to them, because a planted configuration (no
 // timeout) must be judged against the contract, not against itself.
@@ -178,6 +187,93 @@ func staleAfterTimeout() manager.Middleware {
 				last[id] = answer{req.Type, resp}
 			case resp.ErrorType == protocol.ErrTypeOperation && strings.Contains(resp.ErrorMessage, "did not answer"):
 				armed[id] = true
+			}
+			return resp
+		})
+	}
+}
+
+// muteNotForwarded answers mute with success without telling the worker,
+// so the pipeline keeps streaming and reports RUNNING.
+func muteNotForwarded() manager.Middleware {
+	return func(next manager.Handler) manager.Handler {
+		return manager.HandlerFunc(func(ctx context.Context, req *protocol.Request) protocol.Response {
+			if req.Type == protocol.TypeMute {
+				return protocol.Success(nil)
+			}
+			return next.Handle(ctx, req)
+		})
+	}
+}
+
+// listsFailedInits keeps the id of every failed init in list_pipelines
+// answers: upstream's phantom pipeline, whose process stays in the table
+// after its init answered invalid_payload.
+func listsFailedInits() manager.Middleware {
+	var mu sync.Mutex
+	var failed []string
+	return func(next manager.Handler) manager.Handler {
+		return manager.HandlerFunc(func(ctx context.Context, req *protocol.Request) protocol.Response {
+			resp := next.Handle(ctx, req)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case req.Type == protocol.TypeInit && !resp.OK() && resp.PipelineID != "":
+				failed = append(failed, resp.PipelineID)
+			case req.Type == protocol.TypeListPipelines && resp.OK():
+				ids, _ := resp.Fields["pipelines"].([]string)
+				resp.Fields = map[string]any{"pipelines": append(slices.Clone(ids), failed...)}
+			}
+			return resp
+		})
+	}
+}
+
+// forgetsPipelines answers every fifth status with not_found although the
+// pipeline is still in the table and keeps answering.
+func forgetsPipelines() manager.Middleware {
+	var mu sync.Mutex
+	n := 0
+	return func(next manager.Handler) manager.Handler {
+		return manager.HandlerFunc(func(ctx context.Context, req *protocol.Request) protocol.Response {
+			if req.Type == protocol.TypeStatus {
+				mu.Lock()
+				n++
+				forget := n%5 == 0
+				mu.Unlock()
+				if forget {
+					return protocol.Failure(protocol.NotFound(req.PipelineID))
+				}
+			}
+			return next.Handle(ctx, req)
+		})
+	}
+}
+
+// crossedResults answers every third consume_result with the last
+// non-empty answer another pipeline got, as a shared result queue would.
+func crossedResults() manager.Middleware {
+	var mu sync.Mutex
+	var lastID string
+	var last protocol.Response
+	n := 0
+	return func(next manager.Handler) manager.Handler {
+		return manager.HandlerFunc(func(ctx context.Context, req *protocol.Request) protocol.Response {
+			if req.Type != protocol.TypeConsumeResult {
+				return next.Handle(ctx, req)
+			}
+			mu.Lock()
+			n++
+			if n%3 == 0 && lastID != "" && lastID != req.PipelineID {
+				defer mu.Unlock()
+				return last
+			}
+			mu.Unlock()
+			resp := next.Handle(ctx, req)
+			if outs, _ := resp.Fields["outputs"].([]any); resp.OK() && len(outs) > 0 {
+				mu.Lock()
+				lastID, last = req.PipelineID, resp
+				mu.Unlock()
 			}
 			return resp
 		})
@@ -314,6 +410,25 @@ func plantedBugs() []plantedBug {
 		{"stale response to the next caller", plantedScenario, func(*testing.T) Options {
 			return Options{Middleware: []manager.Middleware{staleAfterTimeout()}}
 		}, []string{CheckResponsesMatch}},
+		{"real manager, model workload", modelScenario, none, nil},
+		{"mute not forwarded", modelScenario, func(*testing.T) Options {
+			return Options{Middleware: []manager.Middleware{muteNotForwarded()}}
+		}, []string{CheckPipelineModel}},
+		{"failed inits stay listed", badCameraScenario, func(*testing.T) Options {
+			return Options{Middleware: []manager.Middleware{listsFailedInits()}}
+		}, []string{CheckPipelineModel}},
+		{"live pipelines answered not_found", modelScenario, func(*testing.T) Options {
+			return Options{Middleware: []manager.Middleware{forgetsPipelines()}}
+		}, []string{CheckPipelineModel}},
+		{"results of another pipeline", modelScenario, func(*testing.T) Options {
+			return Options{Middleware: []manager.Middleware{crossedResults()}}
+		}, []string{CheckPipelineModel}},
+		{"worker channel breaks on a large reply", modelScenario, func(*testing.T) Options {
+			// A legal frame limit smaller than a status report: the
+			// manager's reader gives up on the first large reply while the
+			// worker lives, and every command then claims the worker exited.
+			return Options{Configure: func(c *manager.Config) { c.MaxFrameBytes = 1024 }}
+		}, []string{CheckCensusTruth, CheckAvailability}},
 	}
 }
 
