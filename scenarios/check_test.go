@@ -1,6 +1,7 @@
 package scenarios
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -354,8 +355,13 @@ func TestCheckSLOs(t *testing.T) {
 }
 
 func TestCheckerSelection(t *testing.T) {
-	if got := len(DefaultCheckers(nil)); got != 12 {
-		t.Fatalf("DefaultCheckers(nil) = %d checkers, want 12", got)
+	if got, want := len(DefaultCheckers(nil)), len(allCheckers()); got != want {
+		t.Fatalf("DefaultCheckers(nil) = %d checkers, want all %d", got, want)
+	}
+	for _, name := range []string{CheckPipelineModel, CheckCensusTruth, CheckAvailability} {
+		if !slices.Contains(CheckerNames(), name) {
+			t.Errorf("checker %s is not registered (have %v)", name, CheckerNames())
+		}
 	}
 	cs := DefaultCheckers(&Scenario{Invariants: []string{CheckSLOs, CheckNoLeakedProcesses, "no_such"}})
 	var names []string
