@@ -1,6 +1,7 @@
 package scenarios
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"math"
@@ -435,15 +436,7 @@ func (f *facts) judgeLife(l *life) []string {
 
 func sortedEvidence(es []evidence) []evidence {
 	out := slices.Clone(es)
-	slices.SortStableFunc(out, func(a, b evidence) int {
-		switch {
-		case a.At < b.At:
-			return -1
-		case a.At > b.At:
-			return 1
-		}
-		return 0
-	})
+	slices.SortStableFunc(out, func(a, b evidence) int { return cmp.Compare(a.At, b.At) })
 	return out
 }
 
