@@ -39,7 +39,7 @@ func (m *Manager) spawn(ctx context.Context, idle bool, claim ramClaim) (*pipeli
 		health:       healthRecord{Interval: m.cfg.HealthCheckInterval},
 		quit:         make(chan struct{}),
 	}
-	p.ch = newWorkerChan(proc.Conn(), proc.Done(), m.cfg.MaxFrameBytes, func(rid string, garbage bool) {
+	p.ch = newWorkerChan(proc.Conn(), proc.Done(), m.cfg.MaxWorkerFrameBytes, func(rid string, garbage bool) {
 		m.stale.Add(1)
 		m.emit(StaleResponse{At: now(), PipelineID: id, RequestID: rid, Garbage: garbage})
 	})
@@ -61,12 +61,19 @@ func (m *Manager) spawn(ctx context.Context, idle bool, claim ramClaim) (*pipeli
 }
 
 // watch reaps the worker: when it exits, its channel is closed and it
-// leaves the table at once, whoever stopped it.
+// leaves the table at once, whoever stopped it. A channel whose reader
+// stops while the worker lives has broken: the pipeline is failed and
+// stopped (channelBroke), and the reap follows.
 func (m *Manager) watch(p *pipeline) {
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		<-p.proc.Done()
+	watching := m.goOwned(func() {
+		select {
+		case <-p.proc.Done():
+		case <-p.ch.readerDone:
+			if err := p.ch.goneErr(); errors.Is(err, ErrChannelBroken) {
+				m.channelBroke(p, "read", err)
+			}
+			<-p.proc.Done()
+		}
 		_ = p.ch.conn.Close()
 		<-p.ch.readerDone
 		exit := p.proc.Exit()
@@ -93,7 +100,14 @@ func (m *Manager) watch(p *pipeline) {
 		if idle && !requested {
 			m.kickPool()
 		}
-	}()
+	})
+	if !watching {
+		// Shutdown is past its last phase: nobody will reap this worker
+		// through the manager, so it is killed now and the launcher's own
+		// close reaps it.
+		_ = p.proc.Kill()
+		m.remove(p)
+	}
 }
 
 // remove takes p out of the table; its health record goes with it.
@@ -171,10 +185,9 @@ func (m *Manager) init(ctx context.Context, req *protocol.Request) protocol.Resp
 		return r
 	}
 	m.commandTimeout(p, protocol.TypeInit).Observe(time.Since(start))
-	m.settle(p)
 	m.setState(p, protocol.StateRunning)
-	m.wg.Add(1)
-	go m.healthLoop(p)
+	// Refused only once Shutdown is past its phases, which stop p.
+	m.goOwned(func() { m.healthLoop(p) })
 	r.PipelineID = p.id
 	return r
 }
@@ -215,7 +228,6 @@ func (m *Manager) kickPoolLocked() {
 
 // poolLoop keeps PreloadedProcesses idle workers ready.
 func (m *Manager) poolLoop() {
-	defer m.wg.Done()
 	for {
 		select {
 		case <-m.ctx.Done():
@@ -262,7 +274,12 @@ func (m *Manager) isClosing() bool {
 	return m.closing
 }
 
-// terminate stops a pipeline and answers once its worker has exited.
+// terminate marks the pipeline for removal and runs its stop sequence in a
+// goroutine the manager owns; it answers success once the worker has
+// exited, or operation_error as soon as ctx ends first (the client left or
+// its deadline passed), while the stop goes on in the background: a
+// terminate never takes longer than its caller allows, and never leaves a
+// pipeline half-stopped.
 func (m *Manager) terminate(ctx context.Context, id string) protocol.Response {
 	m.mu.Lock()
 	p, ok := m.table[id]
@@ -277,25 +294,27 @@ func (m *Manager) terminate(ctx context.Context, id string) protocol.Response {
 	if !m.markRemoval(p, ExitRequested) {
 		return protocol.Failure(beingTerminated(id))
 	}
-	if err := m.stopPipeline(p, m.cfg.TerminationGracePeriod); err != nil {
-		return protocol.Failure(protocol.OperationError(fmt.Sprintf("Pipeline %s: %v.", id, err)))
+	stopped := make(chan error, 1)
+	if !m.goOwned(func() { stopped <- m.stopPipeline(p, m.cfg.TerminationGracePeriod) }) {
+		// Only once Shutdown is past its phases, and they stop p.
+		return protocol.Failure(protocol.OperationError(fmt.Sprintf(
+			"Pipeline %s is being stopped by the stream manager's shutdown.", id)))
 	}
-	return protocol.Success(nil)
-}
-
-// stopAsync marks p and stops it from a goroutine the manager owns.
-func (m *Manager) stopAsync(p *pipeline, reason string) {
-	if m.markRemoval(p, reason) {
-		m.stopMarked(p)
+	select {
+	case err := <-stopped:
+		if err != nil {
+			return protocol.Failure(protocol.OperationError(fmt.Sprintf("Pipeline %s: %v.", id, err)))
+		}
+		return protocol.Success(nil)
+	case <-ctx.Done():
+		return protocol.Failure(protocol.OperationError(fmt.Sprintf(
+			"Pipeline %s: terminate abandoned by its caller (%v); the pipeline is still being stopped.", id, ctx.Err())))
 	}
 }
 
 // stopMarked stops p, already marked for removal by the caller, from a
-// goroutine the manager owns.
+// goroutine the manager owns. Refused only once Shutdown is past its
+// phases, which stop every pipeline.
 func (m *Manager) stopMarked(p *pipeline) {
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		_ = m.stopPipeline(p, m.cfg.TerminationGracePeriod)
-	}()
+	m.goOwned(func() { _ = m.stopPipeline(p, m.cfg.TerminationGracePeriod) })
 }

@@ -144,3 +144,31 @@ func TestRAMAdmissionRealWorkers(t *testing.T) {
 			len(ids), before>>20, workers>>20, cfg.MaxRAMMB, largest>>20)
 	}
 }
+
+// The prediction is learned: once a worker has run to its first good probe,
+// its measured size (here 50 MiB, above the 20 MiB default) is what later
+// inits of the same video configuration reserve. Ten at once with 140 MiB
+// of room left admit three, not the seven the default would.
+func TestRAMAdmissionLearnsWorkerSize(t *testing.T) {
+	const video = "synthetic://64x48?fps=50"
+	cfg := testConfig()
+	cfg.MaxRAMMB, cfg.WorkerRAMMB = 200, 20
+	cfg.HealthCheckInterval = 20 * time.Millisecond
+	r := testkit.StartManager(t, cfg, testkit.ProcessLauncher(t), testkit.WithManagerOptions(func(o *manager.Options) {
+		o.MemoryUsage = func(pid int) (uint64, error) {
+			if pid == os.Getpid() {
+				return 10 << 20, nil
+			}
+			return 50 << 20, nil
+		}
+	}))
+	first := r.Init(t)
+	r.Events.WaitFor(t, "a good probe", func(e manager.Event) bool {
+		pr, ok := e.(manager.ProbeResult)
+		return ok && pr.PipelineID == first && pr.Err == nil
+	})
+	ids, refused := testkit.ConcurrentInits(t.Context(), r.Client, 10, video)
+	if len(ids) != 3 || len(refused) != 7 {
+		t.Fatalf("admitted %d, refused %d (%v); want 3: 10 + 50 MiB used, 50 MiB learned per worker, limit 200 MiB", len(ids), len(refused), refused)
+	}
+}

@@ -44,12 +44,13 @@ type Manager struct {
 
 	ctx    context.Context // cancelled when Shutdown finishes
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // every goroutine the manager starts
+	wg     sync.WaitGroup // every goroutine the manager starts, through goOwned
 
 	mu      sync.Mutex
 	table   map[string]*pipeline
 	order   map[string]uint64 // insertion order for list_pipelines
 	closing bool
+	joining bool // Shutdown waits on wg: goOwned refuses from now on
 	ram     ramBook
 
 	poolKick chan struct{}
@@ -88,11 +89,28 @@ func New(cfg Config, opts Options) (*Manager, error) {
 		shutdownDone: make(chan struct{}),
 	}
 	if cfg.PreloadedProcesses > 0 {
-		m.wg.Add(1)
-		go m.poolLoop()
+		m.goOwned(m.poolLoop)
 		m.kickPool()
 	}
 	return m, nil
+}
+
+// goOwned runs f in a goroutine that Shutdown waits for. It is the only
+// place the manager starts goroutines: the Add happens under m.mu and is
+// refused (false, f not run) once Shutdown has begun its final Wait, so
+// Add never races Wait (sync.WaitGroup's rule).
+func (m *Manager) goOwned(f func()) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.joining {
+		return false
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		f()
+	}()
+	return true
 }
 
 // Config returns the configuration the manager runs with.
@@ -231,6 +249,15 @@ func (m *Manager) command(ctx context.Context, req *protocol.Request) protocol.R
 	if perr != nil {
 		return protocol.Failure(perr)
 	}
+	// A bounded queue per pipeline: a hung worker holds at most this many
+	// clients (and their connections); the rest are told at once.
+	if n := p.queued.Add(1); n > int64(m.cfg.MaxQueuedPerPipeline) {
+		p.queued.Add(-1)
+		return protocol.Failure(protocol.OperationError(fmt.Sprintf(
+			"Pipeline %s is busy: %d requests are already waiting for it (STREAM_MANAGER_MAX_QUEUED_PER_PIPELINE=%d); retry later.",
+			p.id, n-1, m.cfg.MaxQueuedPerPipeline)))
+	}
+	defer p.queued.Add(-1)
 	at := m.commandTimeout(p, req.Type)
 	timeout := at.Timeout()
 	start := time.Now()
@@ -264,9 +291,8 @@ func (m *Manager) command(ctx context.Context, req *protocol.Request) protocol.R
 func (m *Manager) callFailed(p *pipeline, command string, at *adaptiveTimeout, timeout time.Duration, err error) *protocol.Error {
 	switch {
 	case errors.Is(err, ErrChannelBroken):
-		m.emit(PipelineError{At: now(), PipelineID: p.id, Op: command, Err: err})
-		m.stopAsync(p, ExitRequested)
-		return protocol.OperationError(fmt.Sprintf("Pipeline %s: channel to its worker broke during %s; the pipeline is being terminated.", p.id, command))
+		m.channelBroke(p, command, err)
+		return protocol.OperationError(fmt.Sprintf("Pipeline %s: channel to its worker broke during %s (%v); the pipeline is being terminated.", p.id, command, err))
 	case errors.Is(err, ErrTimeout):
 		m.timeouts.Add(1)
 		m.emit(CommandTimedOut{At: now(), PipelineID: p.id, Command: command, After: timeout})

@@ -24,7 +24,10 @@ import (
 // yet; it refuses when that total is at or above the limit, and otherwise
 // reserves a predicted size for its own worker before releasing the lock.
 // The reservation is released when the worker's real size is known (it is
-// measured once its init has succeeded) or when it leaves the table. With
+// measured at its first good health probe, a probe interval after its init
+// succeeded, when it has grown to its working size; until then it counts
+// for the larger of the reservation and its measured size) or when it
+// leaves the table. With
 // predictions at least as large as the workers, the admitted total stays
 // below the limit plus one worker.
 //
@@ -152,8 +155,9 @@ func (m *Manager) dropLocked(c ramClaim) {
 	m.ram.pendingN--
 }
 
-// settle measures p once its init has succeeded: its real size replaces its
-// reservation and teaches the prediction for its video configuration. An
+// settle measures p once it has run for a while (its first good probe): its
+// real size replaces its reservation and teaches the prediction for its
+// video configuration. An
 // in-memory worker, or one whose size cannot be read, keeps its
 // reservation.
 func (m *Manager) settle(p *pipeline) {
@@ -167,18 +171,19 @@ func (m *Manager) settle(p *pipeline) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.noteResidentLocked(p, size)
 	p.reserved = 0
+	m.noteResidentLocked(p, size)
 }
 
 // noteResidentLocked records a measurement of p, if p is still in the
-// table, and raises the prediction for its video configuration.
+// table, and raises the prediction for its video configuration when p is
+// settled (a worker still starting would teach a size too small).
 func (m *Manager) noteResidentLocked(p *pipeline, size uint64) {
 	if m.table[p.id] != p {
 		return
 	}
 	p.resident = size
-	if p.videoKey == "" || size <= m.ram.learned[p.videoKey] {
+	if p.videoKey == "" || p.reserved > 0 || size <= m.ram.learned[p.videoKey] {
 		return
 	}
 	if _, ok := m.ram.learned[p.videoKey]; !ok && len(m.ram.learned) >= maxLearnedConfigs {

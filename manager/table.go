@@ -2,6 +2,7 @@ package manager
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/corral-dev/corral/manager/launch"
@@ -26,6 +27,10 @@ type pipeline struct {
 	videoKey   string // video configuration, for the RAM prediction; "" while idle
 	reserved   uint64 // bytes reserved for it until its size is measured (memory.go)
 	resident   uint64 // its last measured resident bytes
+
+	// queued counts client commands waiting for or in flight on ch,
+	// capped by Config.MaxQueuedPerPipeline.
+	queued atomic.Int64
 
 	probeTimeout *adaptiveTimeout
 	cmdTimeouts  sync.Map // command type -> *adaptiveTimeout

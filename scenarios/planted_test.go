@@ -3,6 +3,7 @@ package scenarios
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -280,6 +281,32 @@ func crossedResults() manager.Middleware {
 	}
 }
 
+// claimsWorkerExited answers every command to a pipeline after its first
+// status with "its worker exited", while the worker lives and the
+// pipeline stays in the table: the phantom the manager showed when a
+// status reply over its frame limit stopped its reader (the worker
+// channel then failed every command, and the health loop stopped).
+func claimsWorkerExited() manager.Middleware {
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	commands := []string{protocol.TypeStatus, protocol.TypeConsumeResult, protocol.TypeMute, protocol.TypeResume}
+	return func(next manager.Handler) manager.Handler {
+		return manager.HandlerFunc(func(ctx context.Context, req *protocol.Request) protocol.Response {
+			if !slices.Contains(commands, req.Type) {
+				return next.Handle(ctx, req)
+			}
+			mu.Lock()
+			broken := seen[req.PipelineID]
+			seen[req.PipelineID] = seen[req.PipelineID] || req.Type == protocol.TypeStatus
+			mu.Unlock()
+			if broken {
+				return protocol.Failure(protocol.OperationError(fmt.Sprintf("Pipeline %s: its worker exited during %s.", req.PipelineID, req.Type)))
+			}
+			return next.Handle(ctx, req)
+		})
+	}
+}
+
 // --- broken launchers ----------------------------------------------------
 
 // brokenLauncher wraps every process the real launcher starts. Its Close
@@ -423,11 +450,8 @@ func plantedBugs() []plantedBug {
 		{"results of another pipeline", modelScenario, func(*testing.T) Options {
 			return Options{Middleware: []manager.Middleware{crossedResults()}}
 		}, []string{CheckPipelineModel}},
-		{"worker channel breaks on a large reply", modelScenario, func(*testing.T) Options {
-			// A legal frame limit smaller than a status report: the
-			// manager's reader gives up on the first large reply while the
-			// worker lives, and every command then claims the worker exited.
-			return Options{Configure: func(c *manager.Config) { c.MaxFrameBytes = 1024 }}
+		{"commands claim a live worker exited", modelScenario, func(*testing.T) Options {
+			return Options{Middleware: []manager.Middleware{claimsWorkerExited()}}
 		}, []string{CheckCensusTruth, CheckAvailability}},
 	}
 }

@@ -85,65 +85,44 @@ func startEmbedded(cfg manager.Config, o Options, dir string, log *slog.Logger, 
 	if o.WrapLauncher != nil {
 		launcher = o.WrapLauncher(procs)
 	}
-	m, err := manager.New(cfg, manager.Options{Launcher: launcher, Log: log,
-		Hook: manager.Hooks(manager.LogEvents(log), tr.hook())})
+	svc, err := manager.StartService(cfg, manager.Options{Launcher: launcher, Log: log,
+		Hook: manager.Hooks(manager.LogEvents(log), tr.hook())},
+		append([]manager.Middleware{tr.middleware()}, o.Middleware...)...)
 	if err != nil {
-		_ = launcher.Close()
 		stderr.Close()
-		return nil, fmt.Errorf("%w: %w", ErrInvalidScenario, err)
-	}
-	ln, err := net.Listen("tcp", cfg.Addr())
-	if err != nil {
-		_ = m.Shutdown(context.Background())
-		stderr.Close()
+		var ce *manager.ConfigError
+		if errors.As(err, &ce) {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidScenario, err)
+		}
 		return nil, err
 	}
-	mws := append([]manager.Middleware{manager.Recover(log), tr.middleware()}, o.Middleware...)
-	srv := manager.NewServer(manager.Chain(m, mws...), cfg, log)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
 
-	t := &target{addr: ln.Addr().String(), embedded: true, exited: make(chan struct{})}
+	t := &target{addr: svc.Addr(), embedded: true, exited: make(chan struct{})}
 	var wg sync.WaitGroup
 	var once sync.Once
-	bound := cfg.TerminationGracePeriod + cfg.ProcessJoinTimeout + 2*time.Second
+	bound := svc.ShutdownBound() + cfg.SocketTimeout + 2*time.Second
 	// stop runs the manager's end once: graceful is SIGTERM semantics
 	// (bounded three-phase shutdown); otherwise SIGKILL is emulated, since
 	// a process cannot SIGKILL itself and go on judging the run: every
-	// worker group is killed through the launcher at once, with no
-	// terminate and no grace, and the manager's goroutines are stopped.
+	// worker group is killed through the launcher at once, and the service
+	// is shut down in a hurry (no grace, requests in flight cancelled).
 	stop := func(graceful bool) {
 		once.Do(func() {
 			wg.Go(func() {
-				ctx, cancel := context.WithTimeout(context.Background(), bound)
+				ctx, cancel := context.WithCancel(context.Background())
 				defer cancel()
 				if !graceful {
 					_ = launcher.Close()
 					t.markExited(-1, "embedded manager: SIGKILL emulated by killing every worker group through the launcher, without graceful phases")
 					cancel()
 				}
-				srvDone := make(chan error, 1)
-				go func() { srvDone <- srv.Shutdown(ctx) }()
-				mDone := make(chan error, 1)
-				go func() { mDone <- m.Shutdown(ctx) }()
-				var mErr, sErr error
-				for range 2 {
-					select {
-					case mErr = <-mDone:
-					case sErr = <-srvDone:
-					case <-time.After(bound + time.Second):
-						// The goroutines above end with their own
-						// bounds; the exit is never recorded.
-						log.Error("embedded manager did not stop in time", "bound", bound)
-						return
-					}
+				// Shutdown is bounded by itself (ShutdownBound plus the
+				// socket timeout).
+				if err := svc.Shutdown(ctx); err != nil {
+					t.markExited(1, fmt.Sprintf("embedded manager: shutdown: %v", err))
+					return
 				}
-				<-served
-				code, note := 0, "embedded manager: shutdown complete"
-				if mErr != nil || (sErr != nil && !errors.Is(sErr, context.Canceled)) {
-					code, note = 1, fmt.Sprintf("embedded manager: shutdown: %v", errors.Join(mErr, sErr))
-				}
-				t.markExited(code, note)
+				t.markExited(0, "embedded manager: shutdown complete")
 			})
 		})
 	}
@@ -194,9 +173,19 @@ func connectExternal(ctx context.Context, addr string, pid int) (*target, error)
 		if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); err != nil {
 			return nil, fmt.Errorf("%w: --target-pid %d: no such process", ErrInvalidScenario, pid)
 		}
+		// Refuse before anything is signalled: a wrong pid would make the
+		// faults hit an unrelated process and the census judge its
+		// children.
+		if err := checkPortOwner(pid, addr); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidScenario, err)
+		}
 	}
 	var mu sync.Mutex
 	marker := ""
+	// Every process once seen below the manager stays in the census while
+	// it lives: a worker orphaned by a crashed manager is re-parented away
+	// from its tree, and must still count as leaked.
+	seen := map[procKey]bool{}
 	t.census = func(pgids []int) []launch.ProcInfo {
 		all, _ := launch.Scan(nil)
 		var out []launch.ProcInfo
@@ -206,6 +195,14 @@ func connectExternal(ctx context.Context, addr string, pid int) (*target, error)
 		out = mergeProcs(out, groupMembers(pgids))
 		mu.Lock()
 		defer mu.Unlock()
+		for _, p := range all {
+			if seen[keyOf(p)] && !slices.ContainsFunc(out, func(q launch.ProcInfo) bool { return q.Pid == p.Pid }) {
+				out = append(out, p)
+			}
+		}
+		for _, p := range out {
+			seen[keyOf(p)] = true
+		}
 		if marker == "" {
 			for _, p := range out {
 				if marker = environValue(p.Pid, protocol.EnvManagerMarker); marker != "" {
@@ -220,6 +217,39 @@ func connectExternal(ctx context.Context, addr string, pid int) (*target, error)
 		return out
 	}
 	return t, nil
+}
+
+// settleProfile decides the target's profile (embedded: corral; else
+// --profile or the inspect probe), narrows it to what the target allows,
+// marks the plan entries it cannot carry out, writes schedule.jsonl and
+// builds the init request.
+func (r *runner) settleProfile(ctx context.Context) error {
+	var p Profile
+	var err error
+	chaosOn := true
+	switch {
+	case r.tgt.embedded:
+		p, _ = ProfileByName(ProfileCorral)
+		p.Source = "the embedded manager"
+	case r.o.Profile == "":
+		if p, chaosOn, err = DetectProfile(ctx, r.tgt.addr); err != nil {
+			return err
+		}
+	default:
+		if p, err = ProfileByName(r.o.Profile); err != nil {
+			return err
+		}
+		p.Source = "--profile " + r.o.Profile
+		chaosOn = p.Has(protocol.TypeChaos)
+	}
+	r.profile = p.forTarget(r.tgt.embedded, r.tgt.managerPid, chaosOn)
+	r.initFields = r.profile.initFields(r.sc.Video, r.sc.Init)
+	r.plan = markApplicability(r.plan, r.profile)
+	var sched strings.Builder
+	if err := WriteSchedule(&sched, r.plan); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(r.dir, "schedule.jsonl"), []byte(sched.String()), 0o644)
 }
 
 // waitPidExit polls until pid is gone (or a zombie) or bound passes.
