@@ -6,38 +6,32 @@ import (
 	"maps"
 	"slices"
 	"time"
-)
 
-// Fault names of the catalogue.
-const (
-	FaultCrash            = "crash"
-	FaultHangProcess      = "hang_process"
-	FaultHangQueue        = "hang_queue"
-	FaultSlowProbe        = "slow_probe"
-	FaultStaleResponses   = "stale_responses"
-	FaultGarbageOutput    = "garbage_output"
-	FaultIgnoreSigterm    = "ignore_sigterm"
-	FaultSlowStart        = "slow_start"
-	FaultSpawnGrandchild  = "spawn_grandchild"
-	FaultWorkerCrash      = "worker_crash"
-	FaultClientStall      = "client_stall"
-	FaultClientDisconnect = "client_disconnect"
-	FaultOversizedFrame   = "oversized_frame"
-	FaultMalformedFrame   = "malformed_frame"
-	FaultClientBurst      = "client_burst"
-	FaultManagerSigterm   = "manager_sigterm"
-	FaultManagerSigkill   = "manager_sigkill"
+	"github.com/corral-dev/corral/manager/protocol"
 )
 
 // ParamFor, in a Choice's Params, overrides the fault's default duration
 // (in seconds) when PlanFaults fills Planned.For. It is not passed on.
 const ParamFor = "for_seconds"
 
+// effect is a set of the effects a fault has on a worker (Fault's
+// predicates).
+type effect uint8
+
+const (
+	effectKill effect = 1 << iota
+	effectExit
+	effectHang
+	effectSlowProbe
+	effectCorrupt
+)
+
 // fault is a catalogue entry: metadata plus its inject function.
 type fault struct {
 	name       string
 	level      Level
 	pipeline   bool
+	effect     effect
 	defaultFor time.Duration
 	inject     func(ctx context.Context, f *fault, t Target, s Spec) (Injection, error)
 }
@@ -46,6 +40,13 @@ func (f *fault) Name() string              { return f.name }
 func (f *fault) Level() Level              { return f.level }
 func (f *fault) NeedsPipeline() bool       { return f.pipeline }
 func (f *fault) DefaultFor() time.Duration { return f.defaultFor }
+func (f *fault) Kills() bool               { return f.effect&effectKill != 0 }
+func (f *fault) Exits() bool               { return f.effect&effectExit != 0 }
+func (f *fault) Hangs() bool               { return f.effect&effectHang != 0 }
+func (f *fault) SlowsProbes() bool         { return f.effect&effectSlowProbe != 0 }
+func (f *fault) CorruptsReplies() bool     { return f.effect&effectCorrupt != 0 }
+func (f *fault) InWorker() bool            { return f.level == LevelWorker }
+func (f *fault) EndsManager() bool         { return f.level == LevelManager }
 
 // Inject checks what every fault needs, applies the default duration, and
 // hands over to the fault's own injector.
@@ -68,18 +69,18 @@ func (f *fault) Inject(ctx context.Context, t Target, s Spec) (Injection, error)
 // catalogue builds the fault list afresh: no package-level mutable state.
 func catalogue() []*fault {
 	fs := []*fault{
-		{name: FaultCrash, level: LevelProcess, pipeline: true, inject: injectCrash},
-		{name: FaultHangProcess, level: LevelProcess, pipeline: true, defaultFor: 3 * time.Second, inject: injectHangProcess},
-		{name: FaultClientStall, level: LevelClient, defaultFor: 3 * time.Second, inject: injectStall},
-		{name: FaultClientDisconnect, level: LevelClient, inject: injectDisconnect},
-		{name: FaultOversizedFrame, level: LevelClient, inject: injectOversized},
-		{name: FaultMalformedFrame, level: LevelClient, inject: injectMalformed},
-		{name: FaultClientBurst, level: LevelClient, inject: injectBurst},
-		{name: FaultManagerSigterm, level: LevelManager, inject: injectManagerSignal("SIGTERM")},
-		{name: FaultManagerSigkill, level: LevelManager, inject: injectManagerSignal("SIGKILL")},
+		{name: protocol.FaultCrash, level: LevelProcess, pipeline: true, effect: effectKill, inject: injectCrash},
+		{name: protocol.FaultHangProcess, level: LevelProcess, pipeline: true, effect: effectHang, defaultFor: 3 * time.Second, inject: injectHangProcess},
+		{name: protocol.FaultClientStall, level: LevelClient, defaultFor: 3 * time.Second, inject: injectStall},
+		{name: protocol.FaultClientDisconnect, level: LevelClient, inject: injectDisconnect},
+		{name: protocol.FaultOversizedFrame, level: LevelClient, inject: injectOversized},
+		{name: protocol.FaultMalformedFrame, level: LevelClient, inject: injectMalformed},
+		{name: protocol.FaultClientBurst, level: LevelClient, inject: injectBurst},
+		{name: protocol.FaultManagerSigterm, level: LevelManager, inject: injectManagerSignal("SIGTERM")},
+		{name: protocol.FaultManagerSigkill, level: LevelManager, inject: injectManagerSignal("SIGKILL")},
 	}
 	for _, w := range workerFaults() {
-		fs = append(fs, &fault{name: w.name, level: LevelWorker, pipeline: true, defaultFor: w.defaultFor, inject: w.inject})
+		fs = append(fs, &fault{name: w.name, level: LevelWorker, pipeline: true, effect: w.effect, defaultFor: w.defaultFor, inject: w.inject})
 	}
 	slices.SortFunc(fs, func(a, b *fault) int { return cmp.Compare(a.name, b.name) })
 	return fs

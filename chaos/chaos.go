@@ -58,6 +58,30 @@ type Fault interface {
 	// NeedsPipeline reports whether Spec.PipelineID must be set.
 	NeedsPipeline() bool
 	Inject(ctx context.Context, t Target, s Spec) (Injection, error)
+
+	// The fault's effect, for checkers: they decide by these, never by
+	// the name, so that a renamed fault cannot slip past them.
+
+	// Kills: firing ends the worker's process group at once with a
+	// signal from outside; the injection's Observed names the "pid".
+	Kills() bool
+	// Exits: the worker ends itself (with exit_code, after delay_seconds
+	// when given) on the chaos command.
+	Exits() bool
+	// Hangs: the worker answers nothing while the fault lasts.
+	Hangs() bool
+	// SlowsProbes: health probes are answered after delay_seconds; the
+	// pipeline must be removed only when that is above the probe timeout.
+	SlowsProbes() bool
+	// CorruptsReplies: the worker's replies are stale or not JSON while
+	// the fault lasts; the worker itself stays alive and answering.
+	CorruptsReplies() bool
+	// InWorker: the fault is injected inside a worker with the chaos
+	// command (LevelWorker).
+	InWorker() bool
+	// EndsManager: the fault signals the manager itself (LevelManager);
+	// the planner puts one last, as the run's shutdown.
+	EndsManager() bool
 }
 
 // Lasting is implemented by catalogue faults that last until healed.

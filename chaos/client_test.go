@@ -20,11 +20,11 @@ func TestClientFaults(t *testing.T) {
 	}{
 		// The server drops a stalled client after its socket timeout,
 		// well before the 5 s hold ends.
-		{chaos.FaultClientStall, chaos.Spec{For: 5 * time.Second}, map[string]any{"dropped_by_server": true, "bytes_sent": 2}},
-		{chaos.FaultClientDisconnect, chaos.Spec{}, map[string]any{"bytes_sent": 14, "frame_bytes": 29}},
-		{chaos.FaultOversizedFrame, chaos.Spec{}, map[string]any{"answer": protocol.StatusFailure, "error_type": protocol.ErrTypeInvalidPayload}},
-		{chaos.FaultMalformedFrame, chaos.Spec{}, map[string]any{"invalid_payload": 6}},
-		{chaos.FaultClientBurst, chaos.Spec{Params: map[string]any{"clients": 20}}, map[string]any{"answered": 20, "ok": 20}},
+		{protocol.FaultClientStall, chaos.Spec{For: 5 * time.Second}, map[string]any{"dropped_by_server": true, "bytes_sent": 2}},
+		{protocol.FaultClientDisconnect, chaos.Spec{}, map[string]any{"bytes_sent": 14, "frame_bytes": 29}},
+		{protocol.FaultOversizedFrame, chaos.Spec{}, map[string]any{"answer": protocol.StatusFailure, "error_type": protocol.ErrTypeInvalidPayload}},
+		{protocol.FaultMalformedFrame, chaos.Spec{}, map[string]any{"invalid_payload": 6}},
+		{protocol.FaultClientBurst, chaos.Spec{Params: map[string]any{"clients": 20}}, map[string]any{"answered": 20, "ok": 20}},
 	} {
 		t.Run(tc.fault, func(t *testing.T) {
 			in, err := mustLookup(t, tc.fault).Inject(t.Context(), target, tc.spec)
@@ -50,7 +50,7 @@ func TestClientFaults(t *testing.T) {
 
 func TestStallHealEndsTheHold(t *testing.T) {
 	r := start(t, testConfig()) // socket timeout 2 s
-	in, err := mustLookup(t, chaos.FaultClientStall).Inject(t.Context(), chaos.Target{Client: r.Client}, chaos.Spec{For: time.Minute})
+	in, err := mustLookup(t, protocol.FaultClientStall).Inject(t.Context(), chaos.Target{Client: r.Client}, chaos.Spec{For: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}

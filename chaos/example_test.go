@@ -5,13 +5,14 @@ import (
 	"time"
 
 	"github.com/corral-dev/corral/chaos"
+	"github.com/corral-dev/corral/manager/protocol"
 )
 
 func ExamplePlanFaults() {
 	menu := []chaos.Choice{
-		{Fault: chaos.FaultCrash, Weight: 1},
-		{Fault: chaos.FaultHangProcess, Weight: 2},
-		{Fault: chaos.FaultOversizedFrame, Weight: 1},
+		{Fault: protocol.FaultCrash, Weight: 1},
+		{Fault: protocol.FaultHangProcess, Weight: 2},
+		{Fault: protocol.FaultOversizedFrame, Weight: 1},
 	}
 	// The same seed always gives this schedule.
 	for _, p := range chaos.PlanFaults(1, menu, 5*time.Second, 30*time.Second, 3) {

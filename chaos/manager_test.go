@@ -9,12 +9,13 @@ import (
 	"time"
 
 	"github.com/corral-dev/corral/chaos"
+	"github.com/corral-dev/corral/manager/protocol"
 )
 
 func TestManagerSignalThroughHook(t *testing.T) {
 	for _, tc := range []struct{ fault, signal string }{
-		{chaos.FaultManagerSigterm, "SIGTERM"},
-		{chaos.FaultManagerSigkill, "SIGKILL"},
+		{protocol.FaultManagerSigterm, "SIGTERM"},
+		{protocol.FaultManagerSigkill, "SIGKILL"},
 	} {
 		t.Run(tc.fault, func(t *testing.T) {
 			sent := make(chan string, 1)
@@ -40,7 +41,7 @@ func TestManagerSignalThroughHook(t *testing.T) {
 }
 
 func TestManagerSignalErrors(t *testing.T) {
-	term := mustLookup(t, chaos.FaultManagerSigterm)
+	term := mustLookup(t, protocol.FaultManagerSigterm)
 	if _, err := term.Inject(t.Context(), chaos.Target{}, chaos.Spec{}); !isErr(err, chaos.ErrNoManagerPid) {
 		t.Errorf("no pid: err = %v, want ErrNoManagerPid", err)
 	}
@@ -62,7 +63,7 @@ func TestManagerSigtermByPid(t *testing.T) {
 	}
 	waited := make(chan error, 1)
 	go func() { waited <- cmd.Wait() }()
-	in, err := mustLookup(t, chaos.FaultManagerSigterm).Inject(t.Context(), chaos.Target{ManagerPid: cmd.Process.Pid}, chaos.Spec{})
+	in, err := mustLookup(t, protocol.FaultManagerSigterm).Inject(t.Context(), chaos.Target{ManagerPid: cmd.Process.Pid}, chaos.Spec{})
 	if err != nil {
 		t.Fatal(err)
 	}

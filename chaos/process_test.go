@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/corral-dev/corral/chaos"
+	"github.com/corral-dev/corral/manager/protocol"
 )
 
 func mustLookup(t *testing.T, name string) chaos.Fault {
@@ -35,7 +36,7 @@ func TestCrashKillsTheWorkerGroup(t *testing.T) {
 	r := start(t, testConfig())
 	id := r.Init(t)
 	pid := r.Pid(t, id)
-	in, err := mustLookup(t, chaos.FaultCrash).Inject(t.Context(), chaos.Target{Client: r.Client}, chaos.Spec{Fault: chaos.FaultCrash, PipelineID: id})
+	in, err := mustLookup(t, protocol.FaultCrash).Inject(t.Context(), chaos.Target{Client: r.Client}, chaos.Spec{Fault: protocol.FaultCrash, PipelineID: id})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +52,7 @@ func TestHangProcessStopsAndHealResumes(t *testing.T) {
 	r := start(t, testConfig())
 	id := r.Init(t)
 	pid := r.Pid(t, id)
-	in, err := mustLookup(t, chaos.FaultHangProcess).Inject(t.Context(), chaos.Target{Client: r.Client}, chaos.Spec{PipelineID: id})
+	in, err := mustLookup(t, protocol.FaultHangProcess).Inject(t.Context(), chaos.Target{Client: r.Client}, chaos.Spec{PipelineID: id})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +74,7 @@ func TestProcessFaultFallsBackToProc(t *testing.T) {
 	id := r.Init(t)
 	pid := r.Pid(t, id)
 	target := chaos.Target{Client: r.Client, ManagerPid: os.Getpid()}
-	in, err := mustLookup(t, chaos.FaultHangProcess).Inject(t.Context(), target, chaos.Spec{PipelineID: id, Params: map[string]any{"index": childIndex(t, pid)}})
+	in, err := mustLookup(t, protocol.FaultHangProcess).Inject(t.Context(), target, chaos.Spec{PipelineID: id, Params: map[string]any{"index": childIndex(t, pid)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +97,7 @@ func TestSharedGroupSignalsThePidOnly(t *testing.T) {
 	go func() { waited <- cmd.Wait() }()
 	pid := cmd.Process.Pid
 	target := chaos.Target{ManagerPid: os.Getpid()} // no client: /proc only
-	in, err := mustLookup(t, chaos.FaultCrash).Inject(t.Context(), target, chaos.Spec{PipelineID: "p1", Params: map[string]any{"index": childIndex(t, pid)}})
+	in, err := mustLookup(t, protocol.FaultCrash).Inject(t.Context(), target, chaos.Spec{PipelineID: "p1", Params: map[string]any{"index": childIndex(t, pid)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +116,7 @@ func TestSharedGroupSignalsThePidOnly(t *testing.T) {
 
 func TestProcessFaultErrors(t *testing.T) {
 	r := start(t, testConfig())
-	crash := mustLookup(t, chaos.FaultCrash)
+	crash := mustLookup(t, protocol.FaultCrash)
 	_, err := crash.Inject(t.Context(), chaos.Target{Client: r.Client}, chaos.Spec{PipelineID: "nope"})
 	if !isErr(err, chaos.ErrPipelineNotFound) || !strings.Contains(err.Error(), "chaos: crash: pipeline nope not found in inspect") {
 		t.Errorf("unknown pipeline: err = %v", err)

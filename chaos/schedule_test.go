@@ -7,14 +7,15 @@ import (
 	"time"
 
 	"github.com/corral-dev/corral/chaos"
+	"github.com/corral-dev/corral/manager/protocol"
 )
 
 func menu() []chaos.Choice {
 	return []chaos.Choice{
-		{Fault: chaos.FaultCrash, Weight: 1},
-		{Fault: chaos.FaultHangProcess, Weight: 3},
-		{Fault: chaos.FaultClientBurst, Weight: 2, Params: map[string]any{"clients": 10}},
-		{Fault: chaos.FaultSlowProbe, Weight: 2, Params: map[string]any{chaos.ParamFor: 1.5, "delay_seconds": 0.2}},
+		{Fault: protocol.FaultCrash, Weight: 1},
+		{Fault: protocol.FaultHangProcess, Weight: 3},
+		{Fault: protocol.FaultClientBurst, Weight: 2, Params: map[string]any{"clients": 10}},
+		{Fault: protocol.FaultSlowProbe, Weight: 2, Params: map[string]any{chaos.ParamFor: 1.5, "delay_seconds": 0.2}},
 	}
 }
 
@@ -50,7 +51,7 @@ func TestPlanFaultsShape(t *testing.T) {
 		case !f.NeedsPipeline() && p.Target != 0:
 			t.Fatalf("plan[%d] = %+v: client fault with a target", i, p)
 		}
-		wantFor := map[string]time.Duration{chaos.FaultHangProcess: 3 * time.Second, chaos.FaultSlowProbe: 1500 * time.Millisecond}[p.Fault]
+		wantFor := map[string]time.Duration{protocol.FaultHangProcess: 3 * time.Second, protocol.FaultSlowProbe: 1500 * time.Millisecond}[p.Fault]
 		if p.For != wantFor {
 			t.Fatalf("plan[%d] = %+v: For = %s, want %s", i, p, p.For, wantFor)
 		}
@@ -64,7 +65,7 @@ func TestPlanFaultsShape(t *testing.T) {
 	if total < 450 || total > 750 {
 		t.Fatalf("%d faults in %s at a 1 s mean gap, want about 600", total, duration)
 	}
-	for fault, weight := range map[string]int{chaos.FaultCrash: 1, chaos.FaultHangProcess: 3, chaos.FaultClientBurst: 2, chaos.FaultSlowProbe: 2} {
+	for fault, weight := range map[string]int{protocol.FaultCrash: 1, protocol.FaultHangProcess: 3, protocol.FaultClientBurst: 2, protocol.FaultSlowProbe: 2} {
 		want := float64(total) * float64(weight) / 8
 		if got := float64(counts[fault]); got < want*0.6 || got > want*1.4 {
 			t.Errorf("%s drawn %v times, want about %.0f", fault, got, want)
@@ -76,11 +77,11 @@ func TestPlanFaultsEdges(t *testing.T) {
 	if p := chaos.PlanFaults(1, menu(), 0, time.Minute, 2); p != nil {
 		t.Errorf("zero interval: %v", p)
 	}
-	if p := chaos.PlanFaults(1, []chaos.Choice{{Fault: chaos.FaultCrash, Weight: 0}}, time.Second, time.Minute, 2); p != nil {
+	if p := chaos.PlanFaults(1, []chaos.Choice{{Fault: protocol.FaultCrash, Weight: 0}}, time.Second, time.Minute, 2); p != nil {
 		t.Errorf("zero weights: %v", p)
 	}
 	for _, p := range chaos.PlanFaults(1, menu(), time.Second, time.Minute, 0) {
-		if p.Fault != chaos.FaultClientBurst {
+		if p.Fault != protocol.FaultClientBurst {
 			t.Fatalf("no pipelines, yet %s planned", p.Fault)
 		}
 	}

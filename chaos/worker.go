@@ -9,22 +9,15 @@ import (
 	"github.com/corral-dev/corral/manager/protocol"
 )
 
-// The worker's own chaos fault names (manager/worker), as the chaos
-// command spells them. chaos does not import the worker package: the wire
-// names are the contract, and a foreign server may implement them too.
-const (
-	workerCrash = "crash"
-	workerHeal  = "heal"
-)
-
 // armedFor is how long a fault that stays armed lasts by default.
 const armedFor = 5 * time.Second
 
 // workerFault is a fault injected with the manager's chaos command.
 type workerFault struct {
 	name       string
-	command    string        // the worker's fault name
-	heal       bool          // healed by the worker's heal command
+	command    string // the worker's fault name
+	heal       bool   // healed by the worker's heal command
+	effect     effect
 	defaultFor time.Duration // 0: instant
 	// params completes the chaos parameters from the spec.
 	params func(f string, s Spec, p map[string]any) error
@@ -33,33 +26,33 @@ type workerFault struct {
 func workerFaults() []workerFault {
 	delay := func(def time.Duration) func(string, Spec, map[string]any) error {
 		return func(f string, s Spec, p map[string]any) error {
-			d, err := secondsParam(f, p, "delay_seconds", def)
-			p["delay_seconds"] = d.Seconds()
+			d, err := secondsParam(f, p, protocol.ChaosFieldDelaySeconds, def)
+			p[protocol.ChaosFieldDelaySeconds] = d.Seconds()
 			return err
 		}
 	}
 	return []workerFault{
 		// A hung queue reads no heal command: its own timer ends it.
-		{name: FaultHangQueue, command: FaultHangQueue, defaultFor: 3 * time.Second,
+		{name: protocol.FaultHangQueue, command: protocol.ChaosHangQueue, effect: effectHang, defaultFor: 3 * time.Second,
 			params: func(f string, s Spec, p map[string]any) error {
-				d, err := secondsParam(f, p, "duration_seconds", s.For)
-				p["duration_seconds"] = d.Seconds()
+				d, err := secondsParam(f, p, protocol.ChaosFieldDurationSeconds, s.For)
+				p[protocol.ChaosFieldDurationSeconds] = d.Seconds()
 				return err
 			}},
-		{name: FaultSlowProbe, command: FaultSlowProbe, heal: true, defaultFor: armedFor, params: delay(time.Second)},
-		{name: FaultStaleResponses, command: FaultStaleResponses, heal: true, defaultFor: armedFor},
-		{name: FaultGarbageOutput, command: FaultGarbageOutput, heal: true, defaultFor: armedFor},
-		{name: FaultIgnoreSigterm, command: FaultIgnoreSigterm, heal: true, defaultFor: armedFor},
-		{name: FaultSlowStart, command: FaultSlowStart, heal: true, defaultFor: armedFor, params: delay(2 * time.Second)},
+		{name: protocol.FaultSlowProbe, command: protocol.ChaosSlowProbe, effect: effectSlowProbe, heal: true, defaultFor: armedFor, params: delay(time.Second)},
+		{name: protocol.FaultStaleResponses, command: protocol.ChaosStaleResponses, effect: effectCorrupt, heal: true, defaultFor: armedFor},
+		{name: protocol.FaultGarbageOutput, command: protocol.ChaosGarbageOutput, effect: effectCorrupt, heal: true, defaultFor: armedFor},
+		{name: protocol.FaultIgnoreSigterm, command: protocol.ChaosIgnoreSigterm, heal: true, defaultFor: armedFor},
+		{name: protocol.FaultSlowStart, command: protocol.ChaosSlowStart, heal: true, defaultFor: armedFor, params: delay(2 * time.Second)},
 		// A grandchild cannot be taken back; it ends with its worker.
-		{name: FaultSpawnGrandchild, command: FaultSpawnGrandchild},
-		{name: FaultWorkerCrash, command: workerCrash,
+		{name: protocol.FaultSpawnGrandchild, command: protocol.ChaosSpawnGrandchild},
+		{name: protocol.FaultWorkerCrash, command: protocol.ChaosCrash, effect: effectExit,
 			params: func(f string, s Spec, p map[string]any) error {
-				code, err := intParam(f, p, "exit_code", 1)
+				code, err := intParam(f, p, protocol.ChaosFieldExitCode, 1)
 				if err == nil && code > 255 {
 					err = errorf(f, ErrBadParam, nil, "exit_code = %d must be in 0..255", code)
 				}
-				p["exit_code"] = code
+				p[protocol.ChaosFieldExitCode] = code
 				return err
 			}},
 	}
@@ -71,7 +64,7 @@ func (w workerFault) inject(ctx context.Context, f *fault, t Target, s Spec) (In
 		return nil, errorf(f.name, ErrNoClient, nil, "pipeline %s", s.PipelineID)
 	}
 	// Keys the request itself uses must not be overridden by parameters.
-	params := cloneParams(s.Params, ParamFor, "fault", "type", "pipeline_id", "traceparent")
+	params := cloneParams(s.Params, ParamFor, protocol.ChaosFieldFault, "type", "pipeline_id", "traceparent")
 	if w.params != nil {
 		if err := w.params(f.name, s, params); err != nil {
 			return nil, err
@@ -82,7 +75,7 @@ func (w workerFault) inject(ctx context.Context, f *fault, t Target, s Spec) (In
 	switch {
 	case err == nil:
 		in.set("answer", protocol.StatusSuccess)
-	case w.command == workerCrash && errors.Is(err, &protocol.Error{Type: protocol.ErrTypeOperation}):
+	case w.command == protocol.ChaosCrash && errors.Is(err, &protocol.Error{Type: protocol.ErrTypeOperation}):
 		// An immediate crash sends no reply: the manager answers that
 		// the worker exited, which is the fault working.
 		in.set("answer", err.Error())
@@ -94,7 +87,7 @@ func (w workerFault) inject(ctx context.Context, f *fault, t Target, s Spec) (In
 	}
 	if w.heal {
 		in.heal = func(ctx context.Context) error {
-			err := t.Client.Chaos(ctx, s.PipelineID, workerHeal, nil)
+			err := t.Client.Chaos(ctx, s.PipelineID, protocol.ChaosHeal, nil)
 			switch {
 			case err == nil:
 				in.set("heal", protocol.StatusSuccess)

@@ -17,13 +17,13 @@ func TestWorkerFaultsAreAnswered(t *testing.T) {
 		params map[string]any
 		hold   time.Duration
 	}{
-		{chaos.FaultSlowProbe, map[string]any{"delay_seconds": 0.05}, 0},
-		{chaos.FaultStaleResponses, nil, 0},
-		{chaos.FaultGarbageOutput, nil, 0},
-		{chaos.FaultIgnoreSigterm, nil, 0},
-		{chaos.FaultSlowStart, map[string]any{"delay_seconds": 1}, 0},
-		{chaos.FaultSpawnGrandchild, nil, 0},
-		{chaos.FaultHangQueue, nil, 200 * time.Millisecond},
+		{protocol.FaultSlowProbe, map[string]any{"delay_seconds": 0.05}, 0},
+		{protocol.FaultStaleResponses, nil, 0},
+		{protocol.FaultGarbageOutput, nil, 0},
+		{protocol.FaultIgnoreSigterm, nil, 0},
+		{protocol.FaultSlowStart, map[string]any{"delay_seconds": 1}, 0},
+		{protocol.FaultSpawnGrandchild, nil, 0},
+		{protocol.FaultHangQueue, nil, 200 * time.Millisecond},
 	} {
 		t.Run(tc.fault, func(t *testing.T) {
 			in, err := mustLookup(t, tc.fault).Inject(t.Context(), target, chaos.Spec{PipelineID: id, Params: tc.params, For: tc.hold})
@@ -46,7 +46,7 @@ func TestWorkerFaultsAreAnswered(t *testing.T) {
 func TestHangQueueDurationIsFor(t *testing.T) {
 	r := start(t, testConfig())
 	id := r.Init(t)
-	in, err := mustLookup(t, chaos.FaultHangQueue).Inject(t.Context(), chaos.Target{Client: r.Client}, chaos.Spec{PipelineID: id, For: 1500 * time.Millisecond})
+	in, err := mustLookup(t, protocol.FaultHangQueue).Inject(t.Context(), chaos.Target{Client: r.Client}, chaos.Spec{PipelineID: id, For: 1500 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +60,7 @@ func TestWorkerCrash(t *testing.T) {
 	r := start(t, testConfig())
 	id := r.Init(t)
 	pid := r.Pid(t, id)
-	in, err := mustLookup(t, chaos.FaultWorkerCrash).Inject(t.Context(), chaos.Target{Client: r.Client}, chaos.Spec{PipelineID: id, Params: map[string]any{"exit_code": 3}})
+	in, err := mustLookup(t, protocol.FaultWorkerCrash).Inject(t.Context(), chaos.Target{Client: r.Client}, chaos.Spec{PipelineID: id, Params: map[string]any{"exit_code": 3}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +72,7 @@ func TestWorkerCrash(t *testing.T) {
 
 func TestWorkerFaultErrors(t *testing.T) {
 	r := start(t, testConfig())
-	slow := mustLookup(t, chaos.FaultSlowProbe)
+	slow := mustLookup(t, protocol.FaultSlowProbe)
 	if _, err := slow.Inject(t.Context(), chaos.Target{Client: r.Client}, chaos.Spec{PipelineID: "nope"}); !isErr(err, chaos.ErrPipelineNotFound) {
 		t.Errorf("unknown pipeline: err = %v, want ErrPipelineNotFound", err)
 	}

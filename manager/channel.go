@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -19,8 +22,11 @@ var (
 	ErrWorkerGone = errors.New("manager: worker exited")
 	// ErrBusy is returned by a probe when a command is already in flight.
 	ErrBusy = errors.New("manager: a command is in flight")
-	// ErrChannelBroken is returned after a partial write left the channel
-	// out of frame; the pipeline must be stopped.
+	// ErrChannelBroken is returned once the channel cannot carry another
+	// command: a partial write left it out of frame, or its reader stopped
+	// on a reply it could not take (over STREAM_MANAGER_MAX_WORKER_FRAME_BYTES,
+	// empty, truncated) or on end of output while the worker lives. The
+	// pipeline has failed and must be stopped.
 	ErrChannelBroken = errors.New("manager: worker channel broken")
 	// errRefused is returned once the pipeline is marked for removal.
 	errRefused = errors.New("manager: pipeline is being terminated")
@@ -36,11 +42,12 @@ type callOpts struct{ try, force bool }
 
 // workerChan is the manager's end of one worker's command channel: one
 // command in flight, replies matched by request id, anything else dropped
-// as stale. A reader goroutine owns the read side for the channel's life.
+// as stale. A reader goroutine owns the read side for the channel's life;
+// when it stops, readErr says why and readerDone is closed.
 type workerChan struct {
 	conn     launch.Conn
 	exited   <-chan struct{} // the process is gone
-	maxFrame int
+	maxFrame int             // STREAM_MANAGER_MAX_WORKER_FRAME_BYTES
 	onStale  func(requestID string, garbage bool)
 
 	slot chan struct{} // holds a token while a command is in flight
@@ -50,7 +57,8 @@ type workerChan struct {
 	sentAt  time.Time              // when the command in flight was written
 	reply   chan protocol.Response // buffered 1
 	broken  bool
-	refuse  bool // marked for removal: only forced calls pass
+	refuse  bool  // marked for removal: only forced calls pass
+	readErr error // why the reader stopped; set before readerDone closes
 
 	readerDone chan struct{}
 }
@@ -65,12 +73,21 @@ func newWorkerChan(conn launch.Conn, exited <-chan struct{}, maxFrame int, onSta
 	return w
 }
 
-// read delivers replies until the channel closes.
+// read delivers replies until the channel closes or a frame cannot be
+// taken. A well-framed body that is not a reply leaves the framing intact
+// and is dropped as garbage; a bad header or a short body does not.
 func (w *workerChan) read() {
 	defer close(w.readerDone)
 	for {
 		body, err := protocol.ReadFrame(w.conn, w.maxFrame)
 		if err != nil {
+			var big *protocol.FrameTooLargeError
+			if errors.As(err, &big) {
+				err = fmt.Errorf("reply frame of %d bytes exceeds STREAM_MANAGER_MAX_WORKER_FRAME_BYTES=%d", big.Size, big.Limit)
+			}
+			w.mu.Lock()
+			w.readErr = err
+			w.mu.Unlock()
 			return
 		}
 		var r protocol.WorkerReply
@@ -129,7 +146,7 @@ func (w *workerChan) call(ctx context.Context, cmd protocol.WorkerCommand, timeo
 		case <-ctx.Done():
 			return protocol.Response{}, ctx.Err()
 		case <-w.readerDone:
-			return protocol.Response{}, ErrWorkerGone
+			return protocol.Response{}, w.goneErr()
 		case <-w.exited:
 			return protocol.Response{}, ErrWorkerGone
 		}
@@ -157,7 +174,7 @@ func (w *workerChan) call(ctx context.Context, cmd protocol.WorkerCommand, timeo
 	}()
 
 	if w.dead() {
-		return protocol.Response{}, ErrWorkerGone
+		return protocol.Response{}, w.goneErr()
 	}
 	body, err := json.Marshal(cmd)
 	if err != nil {
@@ -175,7 +192,7 @@ func (w *workerChan) call(ctx context.Context, cmd protocol.WorkerCommand, timeo
 		w.broken = true
 		w.mu.Unlock()
 		if w.dead() {
-			return protocol.Response{}, ErrWorkerGone
+			return protocol.Response{}, w.goneErr()
 		}
 		if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
 			return protocol.Response{}, fmt.Errorf("%w (write): %w", ErrTimeout, ErrChannelBroken)
@@ -203,8 +220,51 @@ func (w *workerChan) lastChance(reply chan protocol.Response) (protocol.Response
 	case r := <-reply:
 		return r, nil
 	default:
-		return protocol.Response{}, ErrWorkerGone
+		return protocol.Response{}, w.goneErr()
 	}
+}
+
+// exitSettle is how long a worker whose output ended has to be reaped
+// before its channel counts as broken: a worker that exits closes its
+// output a moment before the reaper sees it, and that is an exit (crash or
+// end), not a break.
+const exitSettle = time.Second
+
+// goneErr says why the channel can no longer answer: ErrWorkerGone when
+// the worker exited (waiting up to exitSettle after its output ended), or
+// ErrChannelBroken with the reader's cause while the worker lives. It
+// must only be called once dead reports true.
+func (w *workerChan) goneErr() error {
+	select {
+	case <-w.exited:
+		return ErrWorkerGone
+	default:
+	}
+	w.mu.Lock()
+	cause := w.readErr
+	w.mu.Unlock()
+	if cause == nil { // the reader is still running: the exit came first
+		return ErrWorkerGone
+	}
+	if endOfOutput(cause) {
+		t := time.NewTimer(exitSettle)
+		defer t.Stop()
+		select {
+		case <-w.exited:
+			return ErrWorkerGone
+		case <-t.C:
+		}
+		cause = fmt.Errorf("the worker's output ended (%v) but it is still running after %s", cause, exitSettle)
+	}
+	return fmt.Errorf("%w: %w", ErrChannelBroken, cause)
+}
+
+// endOfOutput reports a reader that stopped because the worker's output
+// ended or the channel was closed (by a kill), rather than on a frame it
+// could not take.
+func endOfOutput(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, protocol.ErrTruncated) ||
+		errors.Is(err, io.ErrClosedPipe) || errors.Is(err, os.ErrClosed) || errors.Is(err, net.ErrClosed)
 }
 
 // inflightAge returns how long the command in flight has waited for its
@@ -216,6 +276,16 @@ func (w *workerChan) inflightAge() (time.Duration, bool) {
 		return 0, false
 	}
 	return time.Since(w.sentAt), true
+}
+
+// readerStopped reports whether the reply stream has ended.
+func (w *workerChan) readerStopped() bool {
+	select {
+	case <-w.readerDone:
+		return true
+	default:
+		return false
+	}
 }
 
 func (w *workerChan) isBroken() bool {

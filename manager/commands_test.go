@@ -65,20 +65,20 @@ func TestCommandLifecycle(t *testing.T) {
 	if ids, _ := r.Client.List(ctx); len(ids) != 0 {
 		t.Fatalf("list after terminate = %v", ids)
 	}
-	var states []manager.State
+	var states []protocol.State
 	for _, e := range r.Events.All() {
-		if s, ok := e.(manager.PipelineStateChanged); ok && s.PipelineID == id && s.To != manager.StateIdle {
+		if s, ok := e.(manager.PipelineStateChanged); ok && s.PipelineID == id && s.To != protocol.StateIdle {
 			states = append(states, s.To)
 		}
 	}
-	want := []manager.State{manager.StateStarting, manager.StateRunning, manager.StatePaused,
-		manager.StateRunning, manager.StateTerminating}
+	want := []protocol.State{protocol.StateStarting, protocol.StateRunning, protocol.StatePaused,
+		protocol.StateRunning, protocol.StateTerminating}
 	if strings.Join(toStrings(states), ",") != strings.Join(toStrings(want), ",") {
 		t.Fatalf("state changes = %v, want %v", states, want)
 	}
 }
 
-func toStrings(s []manager.State) []string {
+func toStrings(s []protocol.State) []string {
 	out := make([]string, len(s))
 	for i, v := range s {
 		out[i] = string(v)
@@ -137,7 +137,7 @@ func TestCommandsToTerminatingPipelineRefused(t *testing.T) {
 	go func() { done <- r.Client.Terminate(ctx, id) }()
 	r.Events.WaitFor(t, "terminating state", func(e manager.Event) bool {
 		s, ok := e.(manager.PipelineStateChanged)
-		return ok && s.PipelineID == id && s.To == manager.StateTerminating
+		return ok && s.PipelineID == id && s.To == protocol.StateTerminating
 	})
 	resp, err := r.Client.Status(ctx, id)
 	if !isType(err, protocol.ErrTypeOperation) || resp.ErrorMessage != "Pipeline "+id+" is being terminated." {
@@ -270,7 +270,7 @@ func TestWarmPool(t *testing.T) {
 	spawned := func(n int) func(manager.Event) bool {
 		seen := 0
 		return func(e manager.Event) bool {
-			if s, ok := e.(manager.PipelineStateChanged); ok && s.To == manager.StateIdle {
+			if s, ok := e.(manager.PipelineStateChanged); ok && s.To == protocol.StateIdle {
 				seen++
 			}
 			return seen == n
@@ -300,7 +300,7 @@ func TestRAMAdmission(t *testing.T) {
 	cfg := testConfig()
 	cfg.MaxRAMMB = 100
 	r := testkit.StartManager(t, cfg, memory(t), testkit.WithManagerOptions(func(o *manager.Options) {
-		o.MemoryUsage = func([]int) (uint64, error) { return 150 << 20, nil }
+		o.MemoryUsage = func(int) (uint64, error) { return 150 << 20, nil }
 	}))
 	_, err := r.Client.Init(t.Context(), synthetic())
 	if !isType(err, protocol.ErrTypeInternal) || !strings.Contains(err.Error(), "150 MiB") || !strings.Contains(err.Error(), "STREAM_MANAGER_MAX_RAM_MB=100") {

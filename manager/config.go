@@ -38,6 +38,10 @@ type Config struct {
 	// MaxRAMMB refuses init while the manager and its workers use this many
 	// MiB of resident memory or more; 0 means no limit.
 	MaxRAMMB int
+	// WorkerRAMMB is the resident size in MiB an admission reserves for a
+	// new worker before one of the same video configuration has been
+	// measured (then the largest size measured is reserved instead).
+	WorkerRAMMB int
 
 	// HealthCheckInterval is the base probe interval; it stretches to twice
 	// this for healthy pipelines and shrinks to half for failing ones.
@@ -48,9 +52,17 @@ type Config struct {
 	CommandTimeoutFloor time.Duration
 	// MaxFrameBytes caps request frames; larger headers are refused unread.
 	MaxFrameBytes int
+	// MaxWorkerFrameBytes caps worker reply frames, apart from requests: a
+	// larger reply breaks that pipeline's channel, and the pipeline is
+	// failed and stopped. Status reports are bounded far below the default.
+	MaxWorkerFrameBytes int
 	// MaxConnections caps open client connections; more are answered with
 	// an error frame and closed.
 	MaxConnections int
+	// MaxQueuedPerPipeline caps the client commands waiting for (or in
+	// flight to) one pipeline's worker; more are answered operation_error
+	// at once, so one slow pipeline cannot hold every connection.
+	MaxQueuedPerPipeline int
 	// Chaos enables the chaos command and fault modes in workers.
 	Chaos bool
 }
@@ -70,7 +82,13 @@ func DefaultConfig() Config {
 		ProbeTimeoutFloor:      250 * time.Millisecond,
 		CommandTimeoutFloor:    time.Second,
 		MaxFrameBytes:          protocol.DefaultMaxFrameBytes,
-		MaxConnections:         1024,
+		// Four times the request cap, so a reply that echoes a request
+		// (a status report names the init's video reference) still fits.
+		MaxWorkerFrameBytes:  4 * protocol.DefaultMaxFrameBytes,
+		MaxConnections:       1024,
+		MaxQueuedPerPipeline: 32,
+		// A worker of the reference binary measures 15-20 MiB resident.
+		WorkerRAMMB: 32,
 	}
 }
 
@@ -121,6 +139,9 @@ func Settings() []Setting {
 		{"STREAM_MANAGER_MAX_RAM_MB", "max-ram-mb", "refuse init at this resident memory in MiB (0: no limit)", "must be an integer >= 0",
 			func(c *Config) flag.Value { return (*intValue)(&c.MaxRAMMB) },
 			func(c Config) bool { return c.MaxRAMMB >= 0 }},
+		{"STREAM_MANAGER_WORKER_RAM_MB", "worker-ram-mb", "MiB reserved for a new worker until one of its video configuration is measured", "must be an integer in 1..1048576",
+			func(c *Config) flag.Value { return (*intValue)(&c.WorkerRAMMB) },
+			func(c Config) bool { return c.WorkerRAMMB >= 1 && c.WorkerRAMMB <= 1<<20 }},
 		{"STREAM_MANAGER_HEALTH_CHECK_INTERVAL", "health-check-interval", "base interval between health probes", "must be a duration >= 10ms",
 			func(c *Config) flag.Value { return (*durationValue)(&c.HealthCheckInterval) },
 			func(c Config) bool { return c.HealthCheckInterval >= 10*time.Millisecond }},
@@ -133,9 +154,15 @@ func Settings() []Setting {
 		{"STREAM_MANAGER_MAX_FRAME_BYTES", "max-frame-bytes", "largest request frame accepted", "must be an integer in 64..4294967295",
 			func(c *Config) flag.Value { return (*intValue)(&c.MaxFrameBytes) },
 			func(c Config) bool { return c.MaxFrameBytes >= 64 && c.MaxFrameBytes <= math.MaxUint32 }},
+		{"STREAM_MANAGER_MAX_WORKER_FRAME_BYTES", "max-worker-frame-bytes", "largest worker reply frame accepted; a larger one fails its pipeline", "must be an integer in 1024..4294967295",
+			func(c *Config) flag.Value { return (*intValue)(&c.MaxWorkerFrameBytes) },
+			func(c Config) bool { return c.MaxWorkerFrameBytes >= 1024 && c.MaxWorkerFrameBytes <= math.MaxUint32 }},
 		{"STREAM_MANAGER_MAX_CONNECTIONS", "max-connections", "open client connections allowed", "must be an integer >= 1",
 			func(c *Config) flag.Value { return (*intValue)(&c.MaxConnections) },
 			func(c Config) bool { return c.MaxConnections >= 1 }},
+		{"STREAM_MANAGER_MAX_QUEUED_PER_PIPELINE", "max-queued-per-pipeline", "client commands that may wait for one pipeline; more are refused as busy", "must be an integer >= 1",
+			func(c *Config) flag.Value { return (*intValue)(&c.MaxQueuedPerPipeline) },
+			func(c Config) bool { return c.MaxQueuedPerPipeline >= 1 }},
 		{"STREAM_MANAGER_CHAOS", "chaos", "enable the chaos command and worker fault modes", "must be true or false",
 			func(c *Config) flag.Value { return (*boolValue)(&c.Chaos) },
 			func(Config) bool { return true }},

@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"time"
+
+	"github.com/corral-dev/corral/manager/protocol"
 )
 
 // Event is one typed event of the manager's life. The concrete types are
@@ -43,7 +45,7 @@ func now() At { return At{Time: time.Now()} }
 type PipelineStateChanged struct {
 	At
 	PipelineID string
-	From, To   State
+	From, To   protocol.State
 }
 
 // ProbeResult reports one health probe.

@@ -32,7 +32,7 @@ func Example() {
 	missing := &protocol.Request{Type: protocol.TypeStatus, PipelineID: "nope"}
 	fmt.Println("unknown:", h.Handle(ctx, missing).ErrorType)
 
-	fmt.Println("pipelines:", m.Snapshot().CountByState()[manager.StateRunning])
+	fmt.Println("pipelines:", m.Snapshot().CountByState()[protocol.StateRunning])
 	// Output:
 	// init: success
 	// status: success

@@ -15,9 +15,9 @@ import (
 // pipelines. The interval stretches up to 2x the base while healthy and
 // drops to half of it after a failure.
 func (m *Manager) healthLoop(p *pipeline) {
-	defer m.wg.Done()
 	base := m.cfg.HealthCheckInterval
 	interval := base
+	settled := false // its RAM reservation is released (memory.go)
 	timer := time.NewTimer(interval)
 	defer timer.Stop()
 	for {
@@ -45,6 +45,15 @@ func (m *Manager) healthLoop(p *pipeline) {
 				continue
 			}
 			err = fmt.Errorf("%w: %w: the command in flight has waited %s", ErrBusy, ErrTimeout, age.Round(time.Millisecond))
+		case errors.Is(err, ErrChannelBroken) && p.ch.readerStopped():
+			// The reply stream broke: no later probe can succeed. (A
+			// broken write is a worker that stopped reading: its probes
+			// keep failing fast and are counted below, like a hang.)
+			if failures, ok := m.channelBroke(p, "probe", err); ok {
+				m.emit(ProbeResult{At: now(), PipelineID: p.id, Duration: elapsed, Err: err,
+					ConsecutiveFailures: failures, NextInterval: interval})
+			}
+			return
 		case errors.Is(err, errRefused), errors.Is(err, ErrWorkerGone), m.ctx.Err() != nil:
 			return // the stop sequence or the exit watcher owns it now
 		case err == nil && !r.OK():
@@ -53,6 +62,12 @@ func (m *Manager) healthLoop(p *pipeline) {
 
 		var before, after time.Duration
 		if err == nil {
+			if !settled {
+				// Running for a probe interval, the worker has
+				// grown to its working size: measure it once.
+				m.settle(p)
+				settled = true
+			}
 			before, after = p.probeTimeout.Observe(elapsed)
 			interval = min(interval*3/2, 2*base)
 		} else {
@@ -107,4 +122,35 @@ func (m *Manager) recordHealth(p *pipeline, err error, probe bool, interval time
 		unhealthy = m.markRemovalLocked(p, ExitUnhealthy)
 	}
 	return h.ConsecutiveFailures, unhealthy
+}
+
+// channelBroke fails p, whose worker channel broke during op (a reply over
+// MaxWorkerFrameBytes, a bad frame header, output ended while the worker
+// lives, a partial write): the channel cannot carry another command, so
+// waiting for probes to time out would only leave a listed pipeline nobody
+// can reach. The break is recorded as a failure in p's health record, p is
+// marked for removal as unhealthy under the same lock and stopped from an
+// owned goroutine. A pipeline already marked (or gone) belongs to whoever
+// marked it. Called by the exit watcher, the health loop and failed
+// commands; the first caller acts, and gets the failures now recorded and
+// true.
+func (m *Manager) channelBroke(p *pipeline, op string, err error) (failures int, acted bool) {
+	m.mu.Lock()
+	if p.removal || m.table[p.id] != p {
+		m.mu.Unlock()
+		return 0, false
+	}
+	p.health.ConsecutiveFailures++
+	p.health.LastError = fmt.Sprintf("%s: %v", op, err)
+	failures = p.health.ConsecutiveFailures
+	m.markRemovalLocked(p, ExitUnhealthy)
+	idle := p.idle
+	m.mu.Unlock()
+	p.ch.refuseNew()
+	m.emit(PipelineError{At: now(), PipelineID: p.id, Op: op, Err: err})
+	m.stopMarked(p)
+	if idle {
+		m.kickPool() // the marked worker no longer counts as warm
+	}
+	return failures, true
 }

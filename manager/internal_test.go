@@ -73,6 +73,9 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		{"STREAM_MANAGER_MAX_HEALTH_FAILURES", "0", ">= 1"},
 		{"STREAM_API_PRELOADED_PROCESSES", "-2", "0..256"},
 		{"STREAM_MANAGER_MAX_RAM_MB", "lots", ">= 0"},
+		{"STREAM_MANAGER_MAX_QUEUED_PER_PIPELINE", "0", ">= 1"},
+		{"STREAM_MANAGER_MAX_QUEUED_PER_PIPELINE", "many", ">= 1"},
+		{"STREAM_MANAGER_WORKER_RAM_MB", "0", "1..1048576"},
 		{"STREAM_MANAGER_CHAOS", "maybe", "true or false"},
 	}
 	for _, tt := range tests {

@@ -23,25 +23,29 @@ func newID() string {
 // spawn launches a worker and enters it in the table, idle (for the warm
 // pool) or already claimed (for an init that found no warm worker: it must
 // never be visible as idle, or another init could take it and the pool
-// would count it). Its exit is watched from now on.
-func (m *Manager) spawn(ctx context.Context, idle bool) (*pipeline, error) {
+// would count it). Its exit is watched from now on. The RAM claim moves onto
+// the entry as it enters the table (so no one sees it uncounted or takes it
+// before it holds the claim), or is dropped when no entry is made.
+func (m *Manager) spawn(ctx context.Context, idle bool, claim ramClaim) (*pipeline, error) {
 	id := newID()
 	proc, err := m.opts.Launcher.Launch(ctx, launch.Options{Name: id, Chaos: m.cfg.Chaos})
 	if err != nil {
+		m.drop(claim)
 		return nil, err
 	}
 	p := &pipeline{
-		id: id, proc: proc, state: StateIdle, idle: idle,
+		id: id, proc: proc, state: protocol.StateIdle, idle: idle,
 		probeTimeout: newAdaptiveTimeout(m.cfg.ProbeTimeoutFloor, m.cfg.HealthCheckTimeout),
 		health:       healthRecord{Interval: m.cfg.HealthCheckInterval},
 		quit:         make(chan struct{}),
 	}
-	p.ch = newWorkerChan(proc.Conn(), proc.Done(), m.cfg.MaxFrameBytes, func(rid string, garbage bool) {
+	p.ch = newWorkerChan(proc.Conn(), proc.Done(), m.cfg.MaxWorkerFrameBytes, func(rid string, garbage bool) {
 		m.stale.Add(1)
 		m.emit(StaleResponse{At: now(), PipelineID: id, RequestID: rid, Garbage: garbage})
 	})
 	m.mu.Lock()
 	if m.closing {
+		m.dropLocked(claim)
 		m.mu.Unlock()
 		_ = proc.Kill()
 		m.watch(p) // reap it
@@ -49,19 +53,27 @@ func (m *Manager) spawn(ctx context.Context, idle bool) (*pipeline, error) {
 	}
 	m.table[id] = p
 	m.order[id] = m.seq.Add(1)
+	m.attachLocked(claim, p)
 	m.mu.Unlock()
-	m.emit(PipelineStateChanged{At: now(), PipelineID: id, To: StateIdle})
+	m.emit(PipelineStateChanged{At: now(), PipelineID: id, To: protocol.StateIdle})
 	m.watch(p)
 	return p, nil
 }
 
 // watch reaps the worker: when it exits, its channel is closed and it
-// leaves the table at once, whoever stopped it.
+// leaves the table at once, whoever stopped it. A channel whose reader
+// stops while the worker lives has broken: the pipeline is failed and
+// stopped (channelBroke), and the reap follows.
 func (m *Manager) watch(p *pipeline) {
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		<-p.proc.Done()
+	watching := m.goOwned(func() {
+		select {
+		case <-p.proc.Done():
+		case <-p.ch.readerDone:
+			if err := p.ch.goneErr(); errors.Is(err, ErrChannelBroken) {
+				m.channelBroke(p, "read", err)
+			}
+			<-p.proc.Done()
+		}
 		_ = p.ch.conn.Close()
 		<-p.ch.readerDone
 		exit := p.proc.Exit()
@@ -78,7 +90,7 @@ func (m *Manager) watch(p *pipeline) {
 		// Sweep anything the worker left in its group.
 		_ = p.proc.Kill()
 		if !requested {
-			m.setState(p, StateFailed)
+			m.setState(p, protocol.StateFailed)
 		}
 		// Out of the table before anyone hears of the exit, so observers
 		// of the event never find the dead entry.
@@ -88,7 +100,14 @@ func (m *Manager) watch(p *pipeline) {
 		if idle && !requested {
 			m.kickPool()
 		}
-	}()
+	})
+	if !watching {
+		// Shutdown is past its last phase: nobody will reap this worker
+		// through the manager, so it is killed now and the launcher's own
+		// close reaps it.
+		_ = p.proc.Kill()
+		m.remove(p)
+	}
 }
 
 // remove takes p out of the table; its health record goes with it.
@@ -133,19 +152,26 @@ func (m *Manager) init(ctx context.Context, req *protocol.Request) protocol.Resp
 	if m.isClosing() {
 		return fail("", protocol.OperationError("The stream manager is shutting down; init refused."))
 	}
-	if err := m.admit(); err != nil {
-		return fail("", err)
-	}
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.QueueTimeout)
 	defer cancel()
+	// A warm worker's memory was admitted when the pool started it; a new
+	// worker's is admitted now. Either way the reservation is p's from
+	// here and leaves the table with it, on failure too.
+	key := videoKey(req)
 	p := m.takeIdle()
-	if p == nil {
+	if p != nil {
+		m.claimWarm(p, key)
+	} else {
+		claim, perr := m.admit(key)
+		if perr != nil {
+			return fail("", perr)
+		}
 		var err error
-		if p, err = m.spawn(ctx, false); err != nil {
+		if p, err = m.spawn(ctx, false, claim); err != nil {
 			return fail("", protocol.OperationError(fmt.Sprintf("Could not start a worker: %v.", err)))
 		}
 	}
-	m.setState(p, StateStarting)
+	m.setState(p, protocol.StateStarting)
 	start := time.Now()
 	r, err := p.ch.call(ctx, m.workerCommand(protocol.TypeInit, req), m.cfg.QueueTimeout, callOpts{})
 	if err != nil || !r.OK() {
@@ -159,9 +185,9 @@ func (m *Manager) init(ctx context.Context, req *protocol.Request) protocol.Resp
 		return r
 	}
 	m.commandTimeout(p, protocol.TypeInit).Observe(time.Since(start))
-	m.setState(p, StateRunning)
-	m.wg.Add(1)
-	go m.healthLoop(p)
+	m.setState(p, protocol.StateRunning)
+	// Refused only once Shutdown is past its phases, which stop p.
+	m.goOwned(func() { m.healthLoop(p) })
 	r.PipelineID = p.id
 	return r
 }
@@ -202,16 +228,23 @@ func (m *Manager) kickPoolLocked() {
 
 // poolLoop keeps PreloadedProcesses idle workers ready.
 func (m *Manager) poolLoop() {
-	defer m.wg.Done()
 	for {
 		select {
 		case <-m.ctx.Done():
 			return
 		case <-m.poolKick:
 		}
+		// Only this loop adds idle workers, so the count it reads cannot
+		// grow behind its back; a warm worker's memory is reserved like an
+		// init's (memory.go), and the pool does not grow past the limit.
 		for m.idleCount() < m.cfg.PreloadedProcesses && !m.isClosing() {
+			claim, perr := m.admit("")
+			if perr != nil {
+				m.emit(PipelineError{At: now(), Op: "preload", Err: perr})
+				break // the next kick (an exit or a take) retries
+			}
 			ctx, cancel := context.WithTimeout(m.ctx, m.cfg.QueueTimeout)
-			_, err := m.spawn(ctx, true)
+			_, err := m.spawn(ctx, true, claim)
 			cancel()
 			if err != nil {
 				if !errors.Is(err, ErrShuttingDown) {
@@ -241,7 +274,12 @@ func (m *Manager) isClosing() bool {
 	return m.closing
 }
 
-// terminate stops a pipeline and answers once its worker has exited.
+// terminate marks the pipeline for removal and runs its stop sequence in a
+// goroutine the manager owns; it answers success once the worker has
+// exited, or operation_error as soon as ctx ends first (the client left or
+// its deadline passed), while the stop goes on in the background: a
+// terminate never takes longer than its caller allows, and never leaves a
+// pipeline half-stopped.
 func (m *Manager) terminate(ctx context.Context, id string) protocol.Response {
 	m.mu.Lock()
 	p, ok := m.table[id]
@@ -256,10 +294,22 @@ func (m *Manager) terminate(ctx context.Context, id string) protocol.Response {
 	if !m.markRemoval(p, ExitRequested) {
 		return protocol.Failure(beingTerminated(id))
 	}
-	if err := m.stopPipeline(p, m.cfg.TerminationGracePeriod); err != nil {
-		return protocol.Failure(protocol.OperationError(fmt.Sprintf("Pipeline %s: %v.", id, err)))
+	stopped := make(chan error, 1)
+	if !m.goOwned(func() { stopped <- m.stopPipeline(p, m.cfg.TerminationGracePeriod) }) {
+		// Only once Shutdown is past its phases, and they stop p.
+		return protocol.Failure(protocol.OperationError(fmt.Sprintf(
+			"Pipeline %s is being stopped by the stream manager's shutdown.", id)))
 	}
-	return protocol.Success(nil)
+	select {
+	case err := <-stopped:
+		if err != nil {
+			return protocol.Failure(protocol.OperationError(fmt.Sprintf("Pipeline %s: %v.", id, err)))
+		}
+		return protocol.Success(nil)
+	case <-ctx.Done():
+		return protocol.Failure(protocol.OperationError(fmt.Sprintf(
+			"Pipeline %s: terminate abandoned by its caller (%v); the pipeline is still being stopped.", id, ctx.Err())))
+	}
 }
 
 // stopAsync marks p and stops it from a goroutine the manager owns.
@@ -270,11 +320,8 @@ func (m *Manager) stopAsync(p *pipeline, reason string) {
 }
 
 // stopMarked stops p, already marked for removal by the caller, from a
-// goroutine the manager owns.
+// goroutine the manager owns. Refused only once Shutdown is past its
+// phases, which stop every pipeline.
 func (m *Manager) stopMarked(p *pipeline) {
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		_ = m.stopPipeline(p, m.cfg.TerminationGracePeriod)
-	}()
+	m.goOwned(func() { _ = m.stopPipeline(p, m.cfg.TerminationGracePeriod) })
 }

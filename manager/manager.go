@@ -28,9 +28,10 @@ type Options struct {
 	Hook EventHook
 	// Log receives the manager's own diagnostics; nil discards them.
 	Log *slog.Logger
-	// MemoryUsage returns the resident bytes of the given pids, for
-	// STREAM_MANAGER_MAX_RAM_MB; nil reads /proc.
-	MemoryUsage func(pids []int) (uint64, error)
+	// MemoryUsage returns the resident bytes of one process (the manager's
+	// own pid or a worker's; 0 for one already gone), for
+	// STREAM_MANAGER_MAX_RAM_MB; nil reads /proc/<pid>/statm.
+	MemoryUsage func(pid int) (uint64, error)
 }
 
 // Manager is the pipeline table plus everything that supervises it. It is
@@ -43,12 +44,14 @@ type Manager struct {
 
 	ctx    context.Context // cancelled when Shutdown finishes
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // every goroutine the manager starts
+	wg     sync.WaitGroup // every goroutine the manager starts, through goOwned
 
 	mu      sync.Mutex
 	table   map[string]*pipeline
 	order   map[string]uint64 // insertion order for list_pipelines
 	closing bool
+	joining bool // Shutdown waits on wg: goOwned refuses from now on
+	ram     ramBook
 
 	poolKick chan struct{}
 	seq      atomic.Uint64
@@ -81,15 +84,33 @@ func New(cfg Config, opts Options) (*Manager, error) {
 		ctx: ctx, cancel: cancel,
 		table:        map[string]*pipeline{},
 		order:        map[string]uint64{},
+		ram:          ramBook{learned: map[string]uint64{}},
 		poolKick:     make(chan struct{}, 1),
 		shutdownDone: make(chan struct{}),
 	}
 	if cfg.PreloadedProcesses > 0 {
-		m.wg.Add(1)
-		go m.poolLoop()
+		m.goOwned(m.poolLoop)
 		m.kickPool()
 	}
 	return m, nil
+}
+
+// goOwned runs f in a goroutine that Shutdown waits for. It is the only
+// place the manager starts goroutines: the Add happens under m.mu and is
+// refused (false, f not run) once Shutdown has begun its final Wait, so
+// Add never races Wait (sync.WaitGroup's rule).
+func (m *Manager) goOwned(f func()) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.joining {
+		return false
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		f()
+	}()
+	return true
 }
 
 // Config returns the configuration the manager runs with.
@@ -151,16 +172,10 @@ func (m *Manager) list() protocol.Response {
 
 func (m *Manager) inspect() protocol.Response {
 	snap := m.Snapshot()
-	pipelines := snap.Pipelines
-	if pipelines == nil {
-		pipelines = []PipelineInfo{}
-	}
-	return protocol.Success(map[string]any{
-		"pipelines":       pipelines,
-		"shutting_down":   snap.ShuttingDown,
-		"stale_responses": snap.StaleResponses,
-		"timeouts":        snap.Timeouts,
-	})
+	return protocol.Success(protocol.Inspect{
+		Pipelines: snap.Pipelines, ShuttingDown: snap.ShuttingDown,
+		StaleResponses: snap.StaleResponses, Timeouts: snap.Timeouts,
+	}.Fields())
 }
 
 // Snapshot returns a consistent copy of the table, sorted by pipeline id.
@@ -174,10 +189,10 @@ func (m *Manager) Snapshot() Snapshot {
 			t := p.health.LastProbe
 			last = &t
 		}
-		s.Pipelines = append(s.Pipelines, PipelineInfo{
+		s.Pipelines = append(s.Pipelines, protocol.PipelineInfo{
 			PipelineID: p.id, State: p.state, Idle: p.idle, MarkedForRemoval: p.removal,
 			Pid: p.proc.Pid(), Pgid: p.proc.Pgid(),
-			Health: HealthInfo{
+			Health: protocol.HealthInfo{
 				ConsecutiveFailures: p.health.ConsecutiveFailures,
 				LastProbe:           last,
 				LastError:           p.health.LastError,
@@ -186,7 +201,7 @@ func (m *Manager) Snapshot() Snapshot {
 			},
 		})
 	}
-	slices.SortFunc(s.Pipelines, func(a, b PipelineInfo) int {
+	slices.SortFunc(s.Pipelines, func(a, b protocol.PipelineInfo) int {
 		switch {
 		case a.PipelineID < b.PipelineID:
 			return -1
@@ -217,7 +232,7 @@ func beingTerminated(id string) *protocol.Error {
 	return protocol.OperationError(fmt.Sprintf("Pipeline %s is being terminated.", id))
 }
 
-func (m *Manager) setState(p *pipeline, to State) {
+func (m *Manager) setState(p *pipeline, to protocol.State) {
 	m.mu.Lock()
 	from := p.state
 	p.state = to
@@ -234,6 +249,15 @@ func (m *Manager) command(ctx context.Context, req *protocol.Request) protocol.R
 	if perr != nil {
 		return protocol.Failure(perr)
 	}
+	// A bounded queue per pipeline: a hung worker holds at most this many
+	// clients (and their connections); the rest are told at once.
+	if n := p.queued.Add(1); n > int64(m.cfg.MaxQueuedPerPipeline) {
+		p.queued.Add(-1)
+		return protocol.Failure(protocol.OperationError(fmt.Sprintf(
+			"Pipeline %s is busy: %d requests are already waiting for it (STREAM_MANAGER_MAX_QUEUED_PER_PIPELINE=%d); retry later.",
+			p.id, n-1, m.cfg.MaxQueuedPerPipeline)))
+	}
+	defer p.queued.Add(-1)
 	at := m.commandTimeout(p, req.Type)
 	timeout := at.Timeout()
 	start := time.Now()
@@ -254,9 +278,9 @@ func (m *Manager) command(ctx context.Context, req *protocol.Request) protocol.R
 	if r.OK() {
 		switch req.Type {
 		case protocol.TypeMute:
-			m.setState(p, StatePaused)
+			m.setState(p, protocol.StatePaused)
 		case protocol.TypeResume:
-			m.setState(p, StateRunning)
+			m.setState(p, protocol.StateRunning)
 		}
 	}
 	return r
@@ -267,9 +291,8 @@ func (m *Manager) command(ctx context.Context, req *protocol.Request) protocol.R
 func (m *Manager) callFailed(p *pipeline, command string, at *adaptiveTimeout, timeout time.Duration, err error) *protocol.Error {
 	switch {
 	case errors.Is(err, ErrChannelBroken):
-		m.emit(PipelineError{At: now(), PipelineID: p.id, Op: command, Err: err})
-		m.stopAsync(p, ExitRequested)
-		return protocol.OperationError(fmt.Sprintf("Pipeline %s: channel to its worker broke during %s; the pipeline is being terminated.", p.id, command))
+		m.channelBroke(p, command, err)
+		return protocol.OperationError(fmt.Sprintf("Pipeline %s: channel to its worker broke during %s (%v); the pipeline is being terminated.", p.id, command, err))
 	case errors.Is(err, ErrTimeout):
 		m.timeouts.Add(1)
 		m.emit(CommandTimedOut{At: now(), PipelineID: p.id, Command: command, After: timeout})

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -19,26 +18,40 @@ var ErrServerClosed = errors.New("manager: server closed")
 
 // Server answers the wire protocol: one request frame in, one response frame
 // out, per connection, many connections at once.
+//
+// The client has nothing to send after its request, so while the handler
+// runs the server keeps reading: EOF or an error (the client closed or
+// reset) means it has gone, as net/http decides for its requests. Its
+// request's context is then cancelled and its connection stops counting
+// against MaxConnections at once, so departed clients never hold slots.
 type Server struct {
 	Handler Handler
-	// SocketTimeout bounds reading the request and writing the response.
+	// SocketTimeout bounds reading the request and writing the response,
+	// and Close's wait for connections it has cut.
 	SocketTimeout time.Duration
 	// MaxFrameBytes caps request frames (protocol.DefaultMaxFrameBytes if 0).
 	MaxFrameBytes int
-	// MaxConnections caps open connections (1024 if 0).
+	// MaxConnections caps live connections (1024 if 0).
 	MaxConnections int
 	// Log receives connection-level problems; nil discards them.
 	Log *slog.Logger
 
 	mu       sync.Mutex
 	ln       net.Listener
-	conns    map[net.Conn]struct{}
+	conns    map[net.Conn]*connState
 	closed   bool
-	wg       sync.WaitGroup
-	sem      chan struct{}
+	wg       sync.WaitGroup // one per tracked connection
+	sem      chan struct{}  // one token per live connection
 	baseCtx  context.Context
 	cancel   context.CancelFunc
+	drained  chan struct{} // closed once closed is set and wg is zero
 	initOnce sync.Once
+	drainOne sync.Once
+}
+
+// connState is guarded by Server.mu.
+type connState struct {
+	busy bool // the request was read and its handler runs
 }
 
 // NewServer returns a server for h configured from cfg.
@@ -56,15 +69,24 @@ func (s *Server) setup() {
 			s.SocketTimeout = 5 * time.Second
 		}
 		if s.Log == nil {
-			s.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+			s.Log = slog.New(slog.DiscardHandler)
 		}
 		s.sem = make(chan struct{}, s.MaxConnections)
-		s.conns = map[net.Conn]struct{}{}
+		s.conns = map[net.Conn]*connState{}
 		s.baseCtx, s.cancel = context.WithCancel(context.Background())
+		s.drained = make(chan struct{})
 	})
 }
 
-// Serve accepts connections on ln until Shutdown; it returns
+// Connections returns the number of live client connections, those
+// counted against MaxConnections. A connection whose client has gone stops
+// counting at once, even while its request is still being cancelled.
+func (s *Server) Connections() int {
+	s.setup()
+	return len(s.sem)
+}
+
+// Serve accepts connections on ln until Shutdown or Close; it returns
 // ErrServerClosed then.
 func (s *Server) Serve(ln net.Listener) error {
 	s.setup()
@@ -110,13 +132,15 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 }
 
+// track registers c; it refuses once the server is closed, so wg.Add never
+// races the wait for drained.
 func (s *Server) track(c net.Conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return false
 	}
-	s.conns[c] = struct{}{}
+	s.conns[c] = &connState{}
 	s.wg.Add(1)
 	return true
 }
@@ -139,7 +163,8 @@ func (s *Server) serveConn(conn net.Conn, admitted bool) {
 			fmt.Sprintf("Too many open connections (STREAM_MANAGER_MAX_CONNECTIONS=%d); retry later.", s.MaxConnections))))
 		return
 	}
-	defer func() { <-s.sem }()
+	release := sync.OnceFunc(func() { <-s.sem })
+	defer release()
 
 	_ = conn.SetReadDeadline(time.Now().Add(s.SocketTimeout))
 	body, err := protocol.ReadFrame(conn, s.MaxFrameBytes)
@@ -163,8 +188,49 @@ func (s *Server) serveConn(conn net.Conn, admitted bool) {
 		s.write(conn, requestID, pipelineIDHint(body), protocol.Failure(err))
 		return
 	}
-	resp := s.Handler.Handle(s.baseCtx, req)
+	ctx, cancel := context.WithCancel(s.baseCtx)
+	defer cancel()
+	stopWatch := s.watchPeer(conn, func(err error) {
+		s.Log.Debug("client left before its answer", "remote", conn.RemoteAddr(), "type", req.Type, "err", err)
+		cancel()
+		release()
+	})
+	resp := s.Handler.Handle(ctx, req)
+	stopWatch()
+	// Written even to a client that has gone: one that only half-closed
+	// still reads, and a write to a closed peer fails at once.
 	s.write(conn, requestID, "", resp)
+}
+
+// watchPeer reads conn while its request is handled and calls gone once if
+// the client closes or resets it; bytes after the request are ignored. The
+// returned stop ends the watch and waits for its goroutine.
+func (s *Server) watchPeer(conn net.Conn, gone func(error)) (stop func()) {
+	s.mu.Lock()
+	if st := s.conns[conn]; st != nil {
+		st.busy = true // Shutdown no longer cuts its reads
+	}
+	s.mu.Unlock()
+	// After busy is set, so a deadline Shutdown set just before is undone.
+	_ = conn.SetReadDeadline(time.Time{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 512)
+		for {
+			if _, err := conn.Read(buf); err != nil {
+				// A timeout is stop's own deadline, never the client's.
+				if !isTimeout(err) {
+					gone(err)
+				}
+				return
+			}
+		}
+	}()
+	return func() {
+		_ = conn.SetReadDeadline(time.Unix(1, 0))
+		<-done
+	}
 }
 
 // pipelineIDHint echoes a well-formed pipeline_id of a request that failed
@@ -191,35 +257,77 @@ func (s *Server) write(conn net.Conn, requestID, pipelineID string, resp protoco
 	}
 }
 
-// Shutdown stops accepting, lets in-flight requests finish, and returns
-// when all connections are closed or ctx ends; then it closes the rest and
-// returns ctx.Err(). Safe to call twice.
+// Shutdown stops accepting, closes idle connections (those still waiting
+// for a request), and waits for the requests in flight to be answered.
+// When ctx ends first it cancels their contexts, closes their connections
+// and returns ctx.Err() at once, as net/http's Shutdown does; their
+// goroutines are still tracked, and Close waits for them. Safe to call
+// twice.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopAccepting()
+	s.mu.Lock()
+	for c, st := range s.conns {
+		if !st.busy {
+			_ = c.SetReadDeadline(time.Now())
+		}
+	}
+	s.mu.Unlock()
+	select {
+	case <-s.drained:
+		s.cancel()
+		return nil
+	case <-ctx.Done():
+		s.abort()
+		return ctx.Err()
+	}
+}
+
+// Close stops accepting, cancels every request in flight and closes every
+// connection at once, then waits up to SocketTimeout for their goroutines
+// (handlers honour their context, so they end promptly). It returns an
+// error naming the connections still being served after that. Safe to call
+// twice, and after Shutdown.
+func (s *Server) Close() error {
+	s.stopAccepting()
+	s.abort()
+	t := time.NewTimer(s.SocketTimeout)
+	defer t.Stop()
+	select {
+	case <-s.drained:
+		return nil
+	case <-t.C:
+		s.mu.Lock()
+		n := len(s.conns)
+		s.mu.Unlock()
+		return fmt.Errorf("manager: %d connections still being served %s after Close", n, s.SocketTimeout)
+	}
+}
+
+// stopAccepting closes the listener, refuses new connections and starts
+// the one goroutine that closes drained when the last connection ends.
+func (s *Server) stopAccepting() {
 	s.setup()
 	s.mu.Lock()
 	s.closed = true
 	if s.ln != nil {
 		_ = s.ln.Close()
 	}
-	// Idle connections still waiting for a request are closed now.
+	s.mu.Unlock()
+	// After closed is set, track refuses, so no Add races this Wait.
+	s.drainOne.Do(func() {
+		go func() {
+			s.wg.Wait()
+			close(s.drained)
+		}()
+	})
+}
+
+// abort cancels every request in flight and closes every connection.
+func (s *Server) abort() {
+	s.cancel()
+	s.mu.Lock()
 	for c := range s.conns {
-		_ = c.SetReadDeadline(time.Now())
+		_ = c.Close()
 	}
 	s.mu.Unlock()
-	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		s.cancel()
-		return nil
-	case <-ctx.Done():
-		s.cancel()
-		s.mu.Lock()
-		for c := range s.conns {
-			_ = c.Close()
-		}
-		s.mu.Unlock()
-		<-done // closed connections end their goroutines promptly
-		return ctx.Err()
-	}
 }

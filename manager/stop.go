@@ -20,17 +20,17 @@ var ErrSurvivors = errors.New("manager: workers still alive after shutdown")
 // owned goroutine bounded by grace.
 func (m *Manager) askToStop(p *pipeline, grace time.Duration) {
 	p.termOnce.Do(func() {
-		m.setState(p, StateTerminating)
+		m.setState(p, protocol.StateTerminating)
 		_ = p.proc.Terminate()
 		if grace <= 0 {
 			return
 		}
-		m.wg.Add(1)
-		go func() {
-			defer m.wg.Done()
+		// Refused only after the last phase of Shutdown, when no reply
+		// matters any more.
+		m.goOwned(func() {
 			cmd := protocol.WorkerCommand{RequestID: m.nextRequestID(), Type: protocol.TypeTerminate}
-			_, _ = p.ch.call(context.Background(), cmd, grace, callOpts{force: true})
-		}()
+			_, _ = p.ch.call(m.ctx, cmd, grace, callOpts{force: true})
+		})
 	})
 }
 
@@ -158,6 +158,9 @@ func (m *Manager) shutdown(ctx context.Context) error {
 	m.emit(ShutdownPhase{At: now(), Phase: 3, Name: "kill", Pipelines: len(survivors), Done: true,
 		Duration: time.Since(start), Survivors: len(left)})
 
+	m.mu.Lock()
+	m.joining = true // goOwned refuses from here on: no Add races this Wait
+	m.mu.Unlock()
 	waited := make(chan struct{})
 	go func() { m.wg.Wait(); close(waited) }()
 	select {

@@ -9,6 +9,7 @@ import (
 	"go.opentelemetry.io/otel/metric/noop"
 
 	"github.com/corral-dev/corral/manager"
+	"github.com/corral-dev/corral/manager/protocol"
 )
 
 // Metric names. Units are UCUM.
@@ -63,8 +64,8 @@ func RegisterSnapshotGauge(src interface{ Snapshot() manager.Snapshot }, opts ..
 	if err != nil {
 		return nil, err
 	}
-	states := []manager.State{manager.StateIdle, manager.StateStarting, manager.StateRunning,
-		manager.StatePaused, manager.StateTerminating, manager.StateFailed}
+	states := []protocol.State{protocol.StateIdle, protocol.StateStarting, protocol.StateRunning,
+		protocol.StatePaused, protocol.StateTerminating, protocol.StateFailed}
 	sets := make([]metric.ObserveOption, len(states))
 	for i, s := range states {
 		sets[i] = metric.WithAttributeSet(attribute.NewSet(keyPipelineState.String(string(s))))

@@ -126,7 +126,7 @@ func TestCommandSpans(t *testing.T) {
 		v, _ := p.Attributes.Value("pipeline.state")
 		counts[v.AsString()] = p.Value
 	}
-	if counts[string(manager.StateRunning)] != 1 || counts[string(manager.StateFailed)] != 0 || len(counts) != 6 {
+	if counts[string(protocol.StateRunning)] != 1 || counts[string(protocol.StateFailed)] != 0 || len(counts) != 6 {
 		t.Errorf("pipelines by state = %v, want running 1 and every state reported", counts)
 	}
 }

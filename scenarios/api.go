@@ -19,7 +19,7 @@ import (
 // launcher asks for it, and the run is told to start os.Args[0]:
 //
 //	func TestMain(m *testing.M) {
-//		if os.Getenv(worker.EnvMode) != "" {
+//		if os.Getenv(protocol.EnvWorkerMode) != "" {
 //			os.Exit(worker.Main())
 //		}
 //		os.Exit(m.Run())

@@ -34,13 +34,6 @@ const (
 	ShutdownKill      = "kill"
 )
 
-// Manager-level fault names that end a run; the planner puts one of them
-// last.
-const (
-	FaultManagerSIGTERM = "manager_sigterm"
-	FaultManagerSIGKILL = "manager_sigkill"
-)
-
 // Commands a client may draw from Scenario.Mix.
 var mixCommands = []string{
 	protocol.TypeStatus, protocol.TypeConsumeResult, protocol.TypeMute, protocol.TypeResume,
@@ -50,15 +43,16 @@ var mixCommands = []string{
 // Defaults is the scenario every zero field of a scenario falls back to.
 func Defaults() Scenario {
 	return Scenario{
-		Duration:      Duration(30 * time.Second),
-		WarmUp:        Duration(3 * time.Second),
-		Heal:          Duration(3 * time.Second),
-		Quiesce:       Duration(3 * time.Second),
-		Pipelines:     2,
-		Clients:       2,
-		Rate:          2,
-		Video:         "synthetic://160x120?fps=15",
-		Mix:           map[string]int{"status": 4, "consume_result": 4, "list_pipelines": 2, "inspect": 1, "mute": 1, "resume": 1},
+		Duration:  Duration(30 * time.Second),
+		WarmUp:    Duration(3 * time.Second),
+		Heal:      Duration(3 * time.Second),
+		Quiesce:   Duration(3 * time.Second),
+		Pipelines: 2,
+		Clients:   2,
+		Rate:      2,
+		Video:     "synthetic://160x120?fps=15",
+		Mix: map[string]int{protocol.TypeStatus: 4, protocol.TypeConsumeResult: 4, protocol.TypeListPipelines: 2,
+			protocol.TypeInspect: 1, protocol.TypeMute: 1, protocol.TypeResume: 1},
 		FaultInterval: Duration(5 * time.Second),
 		Shutdown:      ShutdownGraceful,
 	}
@@ -229,7 +223,7 @@ func validateFault(field, name string, bad func(field, format string, args ...an
 		bad(field+".fault", "unknown fault %q (want one of %s)", name, strings.Join(names, ", "))
 		return
 	}
-	if f.Level() == chaos.LevelManager {
+	if f.EndsManager() {
 		bad(field+".fault", "%s ends the run; choose it with shutdown: graceful, under_load or kill", name)
 	}
 }

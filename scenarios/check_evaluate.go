@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/corral-dev/corral/chaos"
 )
 
 // Checker names, as scenario files spell them under invariants.
@@ -298,7 +300,11 @@ func describeOp(o *Op) string {
 // faultWindow is one injected fault of the nemesis: from its ok op to its
 // heal (End is -1 when it was never healed).
 type faultWindow struct {
-	F          string
+	F string
+	// Fault is F's catalogue entry; nil when F is not in the catalogue
+	// (renamed, or from another harness): checkers that depend on a
+	// fault's effect then say unknown.
+	Fault      chaos.Fault
 	PipelineID string
 	Invoke     *Op // the nemesis invoke
 	OK         *Op // its ok completion (nil if it did not fire)
@@ -322,6 +328,9 @@ func nemesisFaults(d *RunData) []faultWindow {
 			continue
 		}
 		w := faultWindow{F: inv.F, PipelineID: inv.PipelineID, Invoke: inv, Start: inv.Time, End: -1}
+		if f, ok := chaos.Lookup(inv.F); ok {
+			w.Fault = f
+		}
 		if c := v.completion(inv); c != nil && c.Type == OpOK {
 			w.OK = c
 			w.Start = c.Time

@@ -2,7 +2,6 @@ package scenarios
 
 import (
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -65,7 +64,9 @@ func checkFaultCoverage(d *RunData) Result {
 			wEnd = end
 		}
 		switch {
-		case w.F == "crash":
+		case w.Fault == nil:
+			unknown = append(unknown, fmt.Sprintf("%s: fired (%s) but %s", name, describeOp(w.OK), unknownFault(w)))
+		case w.Fault.Kills():
 			pid := faultPid(w)
 			seen := false
 			if _, ok := dead[pid]; ok && pid > 0 {
@@ -79,7 +80,7 @@ func checkFaultCoverage(d *RunData) Result {
 			if !seen {
 				unknown = append(unknown, fmt.Sprintf("%s: fired (%s) but the worker was never seen gone", name, describeOp(w.OK)))
 			}
-		case slices.Contains(hangFaults, w.F):
+		case w.Fault.Hangs():
 			if time.Duration(wEnd-w.Start) <= bound {
 				notes = append(notes, fmt.Sprintf("%s: fired; lasted %v, shorter than the detection bound %v",
 					name, time.Duration(wEnd-w.Start).Round(time.Millisecond), bound))
@@ -88,13 +89,13 @@ func checkFaultCoverage(d *RunData) Result {
 			if !hangSeen(d, v, w, wEnd) {
 				unknown = append(unknown, fmt.Sprintf("%s: fired (%s) but no timeout or removal of %s was seen", name, describeOp(w.OK), w.PipelineID))
 			}
-		case isClientFault(w.F):
+		case w.Fault.Level() == chaos.LevelClient:
 			if msg, ok := clientFaultOutcome(w); ok {
 				notes = append(notes, fmt.Sprintf("%s: fired (%s); %s", name, describeOp(w.OK), msg))
 			} else {
 				unknown = append(unknown, fmt.Sprintf("%s: fired (%s) but %s", name, describeOp(w.OK), msg))
 			}
-		case w.F == "stale_responses" || w.F == "garbage_output":
+		case w.Fault.CorruptsReplies():
 			notes = append(notes, fmt.Sprintf("%s: fired (%s); the run data holds no stale-response counter, counted as observed",
 				name, describeOp(w.OK)))
 		default:
@@ -111,13 +112,6 @@ func checkFaultCoverage(d *RunData) Result {
 			Details: capDetails(details)}
 	}
 	return Result{Verdict: Valid, Summary: fmt.Sprintf("all %d planned faults fired and were observed", fired), Details: capDetails(details)}
-}
-
-// isClientFault reports whether f is a client-level fault of the chaos
-// catalogue: one that misbehaves on the wire in the background.
-func isClientFault(f string) bool {
-	c, ok := chaos.Lookup(f)
-	return ok && c.Level() == chaos.LevelClient
 }
 
 // clientFaultOutcome judges a client fault by the observation its heal

@@ -2,11 +2,10 @@ package scenarios
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
-	"github.com/corral-dev/corral/manager"
+	"github.com/corral-dev/corral/manager/protocol"
 )
 
 // HangBound is how long a hung worker may stay in the table unmarked: the
@@ -16,12 +15,8 @@ func HangBound(b Bounds) time.Duration {
 	return 2*b.HealthInterval + time.Duration(b.MaxHealthFailures)*(b.HealthTimeout+b.HealthInterval) + b.Epsilon
 }
 
-// commandsRefusedWhenMarked are the commands a pipeline marked for removal
-// must not let through.
-var commandsRefusedWhenMarked = []string{"mute", "resume", "status", "consume_result"}
-
 // findEntry returns pipeline id's entry in a sample, or nil.
-func findEntry(s *InspectSample, id string) *manager.PipelineInfo {
+func findEntry(s *InspectSample, id string) *protocol.PipelineInfo {
 	for i := range s.Pipelines {
 		if s.Pipelines[i].PipelineID == id {
 			return &s.Pipelines[i]
@@ -31,7 +26,7 @@ func findEntry(s *InspectSample, id string) *manager.PipelineInfo {
 }
 
 // findPid returns the entry whose worker has pid, or nil.
-func findPid(s *InspectSample, pid int) *manager.PipelineInfo {
+func findPid(s *InspectSample, pid int) *protocol.PipelineInfo {
 	for i := range s.Pipelines {
 		if s.Pipelines[i].Pid == pid {
 			return &s.Pipelines[i]
@@ -41,8 +36,8 @@ func findPid(s *InspectSample, pid int) *manager.PipelineInfo {
 }
 
 // leaving reports whether an entry is on its way out of the table.
-func leaving(p *manager.PipelineInfo) bool {
-	return p == nil || p.MarkedForRemoval || p.State == manager.StateTerminating || p.State == manager.StateFailed
+func leaving(p *protocol.PipelineInfo) bool {
+	return p == nil || p.MarkedForRemoval || p.State == protocol.StateTerminating || p.State == protocol.StateFailed
 }
 
 // faultPid is the worker pid a fault's observation names, or 0.
@@ -70,7 +65,7 @@ func deadPids(d *RunData, crashOps bool) map[int]struct {
 		}
 	}
 	for _, w := range nemesisFaults(d) {
-		if crashOps && w.F == "crash" && w.OK != nil {
+		if crashOps && w.Fault != nil && w.Fault.Kills() && w.OK != nil {
 			if pid := faultPid(w); pid > 0 {
 				note(pid, w.Start, fmt.Sprintf("crashed by op %d", w.OK.Index))
 			}
@@ -126,7 +121,7 @@ func checkConsistentHealth(d *RunData) Result {
 	v := newOpView(d.Ops)
 	for i := range d.Ops {
 		inv := &d.Ops[i]
-		if inv.Type == OpInvoke && inv.F == "terminate" && isClientProcess(inv.Process) {
+		if inv.Type == OpInvoke && inv.F == protocol.TypeTerminate && isClientProcess(inv.Process) {
 			if c := v.completion(inv); c != nil && c.Type == OpOK && c.PipelineID != "" {
 				if _, ok := terminated[c.PipelineID]; !ok {
 					terminated[c.PipelineID] = c
@@ -136,7 +131,7 @@ func checkConsistentHealth(d *RunData) Result {
 	}
 
 	markedAt := map[string]int64{}
-	prev := map[string]*manager.PipelineInfo{}
+	prev := map[string]*protocol.PipelineInfo{}
 	mismatch := map[string]int{} // consecutive samples a list discrepancy lasted
 	overdue := map[string]int{}  // consecutive samples with too many failures, unmarked
 	for si := range d.Inspects {
@@ -184,7 +179,7 @@ func checkConsistentHealth(d *RunData) Result {
 			}
 			// list_pipelines and inspect are two requests: a pipeline
 			// changing state between them may differ once, not twice.
-			transitional := p.State == manager.StateStarting || p.State == manager.StateTerminating || p.MarkedForRemoval
+			transitional := p.State == protocol.StateStarting || p.State == protocol.StateTerminating || p.MarkedForRemoval
 			if !p.Idle && !listed[p.PipelineID] && !transitional {
 				mismatch[p.PipelineID]++
 				if mismatch[p.PipelineID] == 2 {
@@ -212,7 +207,7 @@ func checkConsistentHealth(d *RunData) Result {
 				mismatch[id] = 0
 			}
 		}
-		prev = map[string]*manager.PipelineInfo{}
+		prev = map[string]*protocol.PipelineInfo{}
 		for pi := range s.Pipelines {
 			prev[s.Pipelines[pi].PipelineID] = &s.Pipelines[pi]
 		}
@@ -221,7 +216,7 @@ func checkConsistentHealth(d *RunData) Result {
 	// A pipeline marked for removal lets no new command through.
 	for i := range d.Ops {
 		inv := &d.Ops[i]
-		if inv.Type != OpInvoke || !isClientProcess(inv.Process) || !slices.Contains(commandsRefusedWhenMarked, inv.F) {
+		if inv.Type != OpInvoke || !isClientProcess(inv.Process) || !protocol.ForwardedToWorker(inv.F) {
 			continue
 		}
 		t, ok := markedAt[inv.PipelineID]
@@ -234,6 +229,13 @@ func checkConsistentHealth(d *RunData) Result {
 		}
 	}
 	if len(details) == 0 {
+		// A fault whose effect is unknown may have killed a worker that
+		// the table still lists: the agreement proves nothing then.
+		for _, w := range nemesisFaults(d) {
+			if w.OK != nil && w.Fault == nil {
+				return Result{Verdict: Unknown, Summary: describeOp(w.OK) + ": " + unknownFault(w)}
+			}
+		}
 		return Result{Verdict: Valid, Summary: fmt.Sprintf("table, health records, list and processes agree in %d samples", len(d.Inspects))}
 	}
 	return Result{Verdict: Invalid, Summary: fmt.Sprintf("%d inconsistencies in the manager's health state", len(details)),
@@ -247,7 +249,14 @@ func checkCrashDetected(d *RunData) Result {
 	var details, unknown []string
 	n := 0
 	for _, w := range nemesisFaults(d) {
-		if w.F != "crash" || w.OK == nil {
+		if w.OK == nil {
+			continue
+		}
+		if w.Fault == nil {
+			unknown = append(unknown, describeOp(w.OK)+": "+unknownFault(w))
+			continue
+		}
+		if !w.Fault.Kills() {
 			continue
 		}
 		n++
@@ -268,6 +277,11 @@ func checkCrashDetected(d *RunData) Result {
 		}
 	}
 	return detectionResult(n, "crash", bound, details, unknown)
+}
+
+// unknownFault says why a fault that fired cannot be judged.
+func unknownFault(w faultWindow) string {
+	return fmt.Sprintf("fault %q is not in the fault catalogue; its effect cannot be judged", w.F)
 }
 
 // detectedBy decides whether cond came true within bound of t0 from the
@@ -311,9 +325,6 @@ func detectionResult(n int, what string, bound time.Duration, details, unknown [
 	return Result{Verdict: Valid, Summary: fmt.Sprintf("all %d %s detected within %v", n, plural, bound)}
 }
 
-// hangFaults are faults after which the worker no longer answers.
-var hangFaults = []string{"hang_process", "hang_queue"}
-
 // checkHangDetected: a hang that lasts longer than HangBound is caught
 // (the pipeline is marked for removal or gone) within HangBound; a
 // slow_probe below the probe timeout never gets its pipeline removed.
@@ -328,6 +339,10 @@ func checkHangDetected(d *RunData) Result {
 		if w.OK == nil {
 			continue
 		}
+		if w.Fault == nil {
+			unknown = append(unknown, describeOp(w.OK)+": "+unknownFault(w))
+			continue
+		}
 		wEnd := w.End
 		if wEnd < 0 {
 			wEnd = end
@@ -336,8 +351,8 @@ func checkHangDetected(d *RunData) Result {
 		if !hasDelay {
 			delay, hasDelay = paramField(valueFields(w.Invoke.Value), "delay_seconds")
 		}
-		slowBelow := w.F == "slow_probe" && hasDelay && delay < b.HealthTimeout.Seconds()
-		slowAbove := w.F == "slow_probe" && hasDelay && delay > b.HealthTimeout.Seconds()
+		slowBelow := w.Fault.SlowsProbes() && hasDelay && delay < b.HealthTimeout.Seconds()
+		slowAbove := w.Fault.SlowsProbes() && hasDelay && delay > b.HealthTimeout.Seconds()
 		switch {
 		case slowBelow:
 			if other := removalCause(d, faults, w, wEnd); other != "" {
@@ -354,7 +369,7 @@ func checkHangDetected(d *RunData) Result {
 					break
 				}
 			}
-		case slices.Contains(hangFaults, w.F) || slowAbove:
+		case w.Fault.Hangs() || slowAbove:
 			if time.Duration(wEnd-w.Start) <= bound {
 				continue // too short to require detection
 			}
@@ -374,7 +389,7 @@ func checkHangDetected(d *RunData) Result {
 	return detectionResult(n, "hang", bound, details, unknown)
 }
 
-func entryState(p *manager.PipelineInfo) string {
+func entryState(p *protocol.PipelineInfo) string {
 	switch {
 	case p == nil:
 		return "gone from the table"
@@ -390,13 +405,13 @@ func entryState(p *manager.PipelineInfo) string {
 func removalCause(d *RunData, faults []faultWindow, w faultWindow, until int64) string {
 	for _, o := range faults {
 		if o.Invoke != w.Invoke && o.PipelineID == w.PipelineID && o.Start <= until && (o.End < 0 || o.End >= w.Start) &&
-			o.F != "slow_probe" && o.F != "stale_responses" && o.F != "garbage_output" {
+			(o.Fault == nil || !o.Fault.SlowsProbes() && !o.Fault.CorruptsReplies()) {
 			return "fault " + o.F
 		}
 	}
 	for i := range d.Ops {
 		o := &d.Ops[i]
-		if o.F == "terminate" && o.PipelineID == w.PipelineID && o.Time <= until {
+		if o.F == protocol.TypeTerminate && o.PipelineID == w.PipelineID && o.Time <= until {
 			return "terminate"
 		}
 	}

@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/corral-dev/corral/manager"
 	"github.com/corral-dev/corral/manager/launch"
+	"github.com/corral-dev/corral/manager/protocol"
 )
 
 // testBounds: hang bound = 2*200ms + 3*(100ms+200ms) + 200ms = 1.5s;
@@ -48,12 +48,12 @@ func (h *hist) fault(at, healAt int, f, pipelineID string, observed map[string]a
 	}
 }
 
-func entry(id string, pid int, state manager.State) manager.PipelineInfo {
-	return manager.PipelineInfo{PipelineID: id, State: state, Pid: pid, Pgid: pid,
-		Health: manager.HealthInfo{ProbeInterval: 0.2, ProbeTimeout: 0.1}}
+func entry(id string, pid int, state protocol.State) protocol.PipelineInfo {
+	return protocol.PipelineInfo{PipelineID: id, State: state, Pid: pid, Pgid: pid,
+		Health: protocol.HealthInfo{ProbeInterval: 0.2, ProbeTimeout: 0.1}}
 }
 
-func inspectAt(at int, listed []string, entries ...manager.PipelineInfo) InspectSample {
+func inspectAt(at int, listed []string, entries ...protocol.PipelineInfo) InspectSample {
 	return InspectSample{Time: ms(at), Pipelines: entries, Listed: listed}
 }
 

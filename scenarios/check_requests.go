@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/corral-dev/corral/manager/protocol"
 )
 
 // Slack allowed on top of the queue timeout for commands that may start a
@@ -16,11 +18,11 @@ const (
 // RequestBound is how long the manager may take to answer command f.
 func RequestBound(f string, b Bounds) time.Duration {
 	switch f {
-	case "terminate":
+	case protocol.TypeTerminate:
 		return b.Grace + b.Join + b.Epsilon
-	case "init":
+	case protocol.TypeInit:
 		return b.QueueTimeout + ProcessStartSlack + b.Epsilon
-	case "list_pipelines", "inspect":
+	case protocol.TypeListPipelines, protocol.TypeInspect:
 		return TableReadBound + b.Epsilon
 	default: // status, consume_result, mute, resume and anything else sent to a worker
 		return b.QueueTimeout + b.Epsilon
@@ -109,13 +111,13 @@ func checkRequestsAnswered(d *RunData) Result {
 // responseShape says which fields an ok answer to a command must and must
 // not carry, so an answer delivered to the wrong caller shows.
 var responseShapes = map[string]struct{ must, mustNot []string }{
-	"status":         {must: []string{"report"}, mustNot: []string{"outputs", "frames_metadata", "pipelines"}},
-	"consume_result": {must: []string{"outputs", "frames_metadata"}, mustNot: []string{"report", "pipelines"}},
-	"list_pipelines": {must: []string{"pipelines"}, mustNot: []string{"report", "outputs"}},
-	"mute":           {mustNot: []string{"report", "outputs", "frames_metadata", "pipelines"}},
-	"resume":         {mustNot: []string{"report", "outputs", "frames_metadata", "pipelines"}},
-	"init":           {mustNot: []string{"report", "outputs", "frames_metadata", "pipelines"}},
-	"terminate":      {mustNot: []string{"report", "outputs", "frames_metadata", "pipelines"}},
+	protocol.TypeStatus:        {must: []string{"report"}, mustNot: []string{"outputs", "frames_metadata", "pipelines"}},
+	protocol.TypeConsumeResult: {must: []string{"outputs", "frames_metadata"}, mustNot: []string{"report", "pipelines"}},
+	protocol.TypeListPipelines: {must: []string{"pipelines"}, mustNot: []string{"report", "outputs"}},
+	protocol.TypeMute:          {mustNot: []string{"report", "outputs", "frames_metadata", "pipelines"}},
+	protocol.TypeResume:        {mustNot: []string{"report", "outputs", "frames_metadata", "pipelines"}},
+	protocol.TypeInit:          {mustNot: []string{"report", "outputs", "frames_metadata", "pipelines"}},
+	protocol.TypeTerminate:     {mustNot: []string{"report", "outputs", "frames_metadata", "pipelines"}},
 }
 
 // checkResponsesMatch: each ok answer has the shape of its request's
@@ -150,12 +152,12 @@ func checkResponsesMatch(d *RunData) Result {
 				wrong = append(wrong, "carries "+k)
 			}
 		}
-		if c.F == "consume_result" {
+		if c.F == protocol.TypeConsumeResult {
 			if _, isList := m["outputs"].([]any); m["outputs"] != nil && !isList {
 				wrong = append(wrong, "outputs is not a list")
 			}
 		}
-		if c.F != "init" && c.F != "list_pipelines" && c.PipelineID != "" {
+		if c.F != protocol.TypeInit && c.F != protocol.TypeListPipelines && c.PipelineID != "" {
 			if id, ok := m["pipeline_id"].(string); ok && id != "" && id != c.PipelineID {
 				wrong = append(wrong, "answers for pipeline "+id)
 			}

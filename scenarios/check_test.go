@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/corral-dev/corral/manager"
+	"github.com/corral-dev/corral/manager/protocol"
 )
 
 func TestCheckNoLeakedProcesses(t *testing.T) {
@@ -128,15 +128,15 @@ func TestCheckResponsesMatch(t *testing.T) {
 
 func TestCheckConsistentHealth(t *testing.T) {
 	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	withHealth := func(e manager.PipelineInfo, failures int, probe time.Duration, lastErr string) manager.PipelineInfo {
+	withHealth := func(e protocol.PipelineInfo, failures int, probe time.Duration, lastErr string) protocol.PipelineInfo {
 		tp := at.Add(probe)
 		e.Health.ConsecutiveFailures, e.Health.LastProbe, e.Health.LastError = failures, &tp, lastErr
 		return e
 	}
-	marked := func(e manager.PipelineInfo) manager.PipelineInfo { e.MarkedForRemoval = true; return e }
-	idle := func(e manager.PipelineInfo) manager.PipelineInfo {
+	marked := func(e protocol.PipelineInfo) protocol.PipelineInfo { e.MarkedForRemoval = true; return e }
+	idle := func(e protocol.PipelineInfo) protocol.PipelineInfo {
 		e.Idle = true
-		e.State = manager.StateIdle
+		e.State = protocol.StateIdle
 		return e
 	}
 	run := func(h *hist, samples ...InspectSample) func() *RunData {
@@ -146,12 +146,12 @@ func TestCheckConsistentHealth(t *testing.T) {
 			return d
 		}
 	}
-	p1 := entry("p1", 101, manager.StateRunning)
+	p1 := entry("p1", 101, protocol.StateRunning)
 	L := []string{"p1"}
 	runCheckCases(t, checkConsistentHealth, []checkCase{
 		{"no samples", run(nil), Unknown, "no inspect"},
 		{"consistent", run(nil, inspectAt(0, L, p1, idle(entry("w9", 109, ""))), inspectAt(500, L, p1)), Valid, "agree in 2 samples"},
-		{"no health record", run(nil, inspectAt(0, L, func() manager.PipelineInfo { e := p1; e.Health.ProbeInterval = 0; return e }())),
+		{"no health record", run(nil, inspectAt(0, L, func() protocol.PipelineInfo { e := p1; e.Health.ProbeInterval = 0; return e }())),
 			Invalid, "no health record"},
 		{"too many failures unmarked", run(nil, inspectAt(0, L, withHealth(p1, 3, 0, "timeout")), inspectAt(200, L, withHealth(p1, 3, 0, "timeout"))),
 			Invalid, "3 consecutive failures"},
@@ -194,8 +194,8 @@ func TestCheckConsistentHealth(t *testing.T) {
 		}, Valid, ""},
 		{"list misses a running pipeline", run(nil, inspectAt(0, nil, p1), inspectAt(500, nil, p1)), Invalid, "list_pipelines does not show it"},
 		{"list race tolerated once", run(nil, inspectAt(0, nil, p1), inspectAt(500, L, p1)), Valid, ""},
-		{"list misses a starting pipeline", run(nil, inspectAt(0, nil, entry("p1", 101, manager.StateStarting)),
-			inspectAt(500, nil, entry("p1", 101, manager.StateStarting))), Valid, ""},
+		{"list misses a starting pipeline", run(nil, inspectAt(0, nil, entry("p1", 101, protocol.StateStarting)),
+			inspectAt(500, nil, entry("p1", 101, protocol.StateStarting))), Valid, ""},
 		{"list shows a phantom", run(nil, inspectAt(0, []string{"p1", "ghost"}, p1), inspectAt(500, []string{"p1", "ghost"}, p1)),
 			Invalid, "ghost, which is not in the table"},
 		{"list shows an idle worker", run(nil, inspectAt(0, []string{"w9"}, idle(entry("w9", 109, ""))), inspectAt(500, []string{"w9"}, idle(entry("w9", 109, "")))),
@@ -204,7 +204,7 @@ func TestCheckConsistentHealth(t *testing.T) {
 }
 
 func TestCheckCrashDetected(t *testing.T) {
-	p1 := entry("p1", 101, manager.StateRunning)
+	p1 := entry("p1", 101, protocol.StateRunning)
 	crash := func(samples ...InspectSample) func() *RunData {
 		return func() *RunData {
 			h := &hist{}
@@ -220,12 +220,12 @@ func TestCheckCrashDetected(t *testing.T) {
 		{"not detected", crash(inspectAt(1500, nil, p1), inspectAt(2300, nil, p1)), Invalid, "still in the table at 2.300s"},
 		{"no sample in the window", crash(inspectAt(900, nil, p1), inspectAt(5000, nil)), Unknown, "no inspect sample"},
 		{"no sample after", crash(inspectAt(900, nil, p1)), Unknown, ""},
-		{"pid replaced by a new worker", crash(inspectAt(1500, nil, entry("p1", 202, manager.StateRunning))), Valid, ""},
+		{"pid replaced by a new worker", crash(inspectAt(1500, nil, entry("p1", 202, protocol.StateRunning))), Valid, ""},
 	})
 }
 
 func TestCheckHangDetected(t *testing.T) {
-	p1 := entry("p1", 101, manager.StateRunning)
+	p1 := entry("p1", 101, protocol.StateRunning)
 	markedP1 := p1
 	markedP1.MarkedForRemoval = true
 	hang := func(f string, from, to int, params map[string]any, samples ...InspectSample) func() *RunData {
@@ -276,7 +276,7 @@ func TestCheckFaultCoverage(t *testing.T) {
 			return d
 		}
 	}
-	p1 := entry("p1", 101, manager.StateRunning)
+	p1 := entry("p1", 101, protocol.StateRunning)
 	runCheckCases(t, checkFaultCoverage, []checkCase{
 		{"nothing planned", run(nil, func(*hist) {}), Valid, "no faults"},
 		{"commands are not faults", run(plan(PlanEntry{Kind: KindCommand, F: "status"}), func(*hist) {}), Valid, "no faults"},

@@ -3,8 +3,8 @@ package scenarios
 import (
 	"time"
 
-	"github.com/corral-dev/corral/manager"
 	"github.com/corral-dev/corral/manager/launch"
+	"github.com/corral-dev/corral/manager/protocol"
 )
 
 // PlanEntry is one line of schedule.jsonl: a command of a client or a fault
@@ -37,8 +37,8 @@ type CensusSample struct {
 
 // InspectSample is the manager's own view (the inspect command) at one moment.
 type InspectSample struct {
-	Time      int64                  `json:"time"`
-	Pipelines []manager.PipelineInfo `json:"pipelines"`
+	Time      int64                   `json:"time"`
+	Pipelines []protocol.PipelineInfo `json:"pipelines"`
 	// Listed is list_pipelines at the same moment.
 	Listed []string `json:"listed"`
 }

@@ -9,6 +9,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.uber.org/goleak"
 
+	"github.com/corral-dev/corral/manager/protocol"
 	"github.com/corral-dev/corral/manager/worker"
 	corralotel "github.com/corral-dev/corral/otel"
 )
@@ -17,7 +18,7 @@ import (
 // as a worker process (Options.WorkerCommand = os.Args[0]), and checks for
 // leaked goroutines after every test.
 func TestMain(m *testing.M) {
-	if os.Getenv(worker.EnvMode) != "" {
+	if os.Getenv(protocol.EnvWorkerMode) != "" {
 		os.Exit(testWorkerMain())
 	}
 	goleak.VerifyTestMain(m)
@@ -26,12 +27,12 @@ func TestMain(m *testing.M) {
 // testWorkerMain is the worker program, traced as corral-worker when the
 // run asks for traces (CORRAL_TRACE_FILE), as `corral worker` does.
 func testWorkerMain() int {
-	if os.Getenv(worker.EnvMode) != worker.ModeWorker || !corralotel.Configured(os.LookupEnv) {
+	if os.Getenv(protocol.EnvWorkerMode) != worker.ModeWorker || !corralotel.Configured(os.LookupEnv) {
 		return worker.Main()
 	}
 	shutdown, err := corralotel.Setup(context.Background(),
 		corralotel.WithServiceName("corral-worker"),
-		corralotel.WithResourceAttributes(attribute.String("pipeline.id", os.Getenv(worker.EnvPipelineID))),
+		corralotel.WithResourceAttributes(attribute.String("pipeline.id", os.Getenv(protocol.EnvPipelineID))),
 		corralotel.WithBatchTimeout(500*time.Millisecond))
 	if err != nil {
 		return worker.Main()

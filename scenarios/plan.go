@@ -123,10 +123,10 @@ func PlanRun(sc *Scenario, seed int64) []PlanEntry {
 		plan = append(plan, PlanEntry{At: Duration(tl.Final), Process: final, Kind: KindCommand, F: protocol.TypeStatus, Target: i})
 	}
 
-	shutdown := PlanEntry{At: Duration(tl.Shutdown), Process: Nemesis, Kind: KindFault, F: FaultManagerSIGTERM,
+	shutdown := PlanEntry{At: Duration(tl.Shutdown), Process: Nemesis, Kind: KindFault, F: protocol.FaultManagerSigterm,
 		Params: map[string]any{"mode": s.Shutdown}}
 	if s.Shutdown == ShutdownKill {
-		shutdown.F = FaultManagerSIGKILL
+		shutdown.F = protocol.FaultManagerSigkill
 	}
 	plan = append(plan, shutdown)
 

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/corral-dev/corral/manager/protocol"
 )
 
 func schedule(t *testing.T, sc *Scenario, seed int64) []byte {
@@ -50,7 +52,7 @@ func TestPlanShape(t *testing.T) {
 		}
 		if e.Kind == KindFault {
 			faults[e.F]++
-			if e.F != FaultManagerSIGTERM && (e.At.D() < tl.Chaos || e.At.D() > tl.Heal) {
+			if e.F != protocol.FaultManagerSigterm && (e.At.D() < tl.Chaos || e.At.D() > tl.Heal) {
 				t.Errorf("fault %s at %s is outside the chaos phase [%s, %s]", e.F, e.At.D(), tl.Chaos, tl.Heal)
 			}
 		}
@@ -67,7 +69,7 @@ func TestPlanShape(t *testing.T) {
 	last := plan[len(plan)-1]
 	var shutdown *PlanEntry
 	for i := range plan {
-		if plan[i].F == FaultManagerSIGTERM {
+		if plan[i].F == protocol.FaultManagerSigterm {
 			shutdown = &plan[i]
 		}
 	}
@@ -89,7 +91,7 @@ func TestPlanSwarmPicksBySeed(t *testing.T) {
 	for seed := int64(1); seed <= 8; seed++ {
 		names := map[string]bool{}
 		for _, e := range PlanRun(sc, seed) {
-			if e.Kind == KindFault && e.F != FaultManagerSIGTERM {
+			if e.Kind == KindFault && e.F != protocol.FaultManagerSigterm {
 				names[e.F] = true
 			}
 		}

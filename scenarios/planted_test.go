@@ -113,11 +113,11 @@ func tableLock() manager.Middleware {
 // table keeps its entry and health record.
 func keepRemovedEntries() manager.Middleware {
 	var mu sync.Mutex
-	seen := map[string]manager.PipelineInfo{}
+	seen := map[string]protocol.PipelineInfo{}
 	return func(next manager.Handler) manager.Handler {
 		return manager.HandlerFunc(func(ctx context.Context, req *protocol.Request) protocol.Response {
 			resp := next.Handle(ctx, req)
-			infos, ok := resp.Fields["pipelines"].([]manager.PipelineInfo)
+			infos, ok := resp.Fields["pipelines"].([]protocol.PipelineInfo)
 			if req.Type != protocol.TypeInspect || !ok {
 				return resp
 			}

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/corral-dev/corral/manager/protocol"
 )
 
 //go:embed report/report.html.tmpl
@@ -313,7 +315,7 @@ func timeline(d *RunData, faults []faultWindow) *timelinePlot {
 			}
 			ps := pipelineState{state: string(e.State), marked: e.MarkedForRemoval}
 			if e.Idle {
-				ps.state = "idle"
+				ps.state = string(protocol.StateIdle)
 			}
 			x0 := scale.x(s.Time)
 			title := fmt.Sprintf("%s %s at %s (pid %d, %d failures)", id, entryState(e), secs(s.Time), e.Pid, e.Health.ConsecutiveFailures)

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/corral-dev/corral/manager"
+	"github.com/corral-dev/corral/manager/protocol"
 )
 
 // smallRun is a run with one failing request (an info with a trace), a
@@ -38,7 +38,7 @@ func smallRun(t *testing.T, withTraces bool) *RunData {
 		{At: Duration(300 * time.Millisecond), Process: Nemesis, Kind: KindFault, F: "hang_queue", Target: 1, For: Duration(500 * time.Millisecond)},
 		{At: Duration(2500 * time.Millisecond), Process: Nemesis, Kind: KindFault, F: "crash", Target: 1},
 	}
-	p1 := entry("p1", 101, manager.StateRunning)
+	p1 := entry("p1", 101, protocol.StateRunning)
 	d.Inspects = []InspectSample{inspectAt(50, []string{"p1"}, p1), inspectAt(1000, []string{"p1"}, p1), inspectAt(3000, nil)}
 	d.Census = []CensusSample{
 		{Time: ms(50), Phase: "chaos", Procs: []launchProc{proc(101, "S")}},

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/corral-dev/corral/chaos"
+	"github.com/corral-dev/corral/manager/protocol"
 )
 
 // healBound bounds one heal, and targetWait how long the nemesis waits
@@ -38,7 +39,7 @@ func (r *runner) runNemesis(ctx context.Context, entries []PlanEntry) {
 	healedAll := false
 	shutdownAt := time.Duration(-1)
 	for _, e := range entries {
-		if e.F == FaultManagerSIGTERM || e.F == FaultManagerSIGKILL {
+		if endsManager(e.F) {
 			shutdownAt = e.At.D()
 			break
 		}
@@ -98,7 +99,7 @@ func (r *runner) runNemesis(ctx context.Context, entries []PlanEntry) {
 		for len(entries) > 0 && entries[0].At.D() <= now {
 			e := entries[0]
 			entries = entries[1:]
-			if e.F == FaultManagerSIGTERM || e.F == FaultManagerSIGKILL {
+			if endsManager(e.F) {
 				healAll(false)
 				r.shutdown(ctx, e)
 				healAll(true)
@@ -109,6 +110,13 @@ func (r *runner) runNemesis(ctx context.Context, entries []PlanEntry) {
 			}
 		}
 	}
+}
+
+// endsManager reports whether fault name signals the manager (the run's
+// planned shutdown).
+func endsManager(name string) bool {
+	f, ok := chaos.Lookup(name)
+	return ok && f.EndsManager()
 }
 
 func (r *runner) chaosTarget() chaos.Target {
@@ -240,7 +248,7 @@ func faultValue(e PlanEntry) map[string]any {
 func (r *runner) shutdown(ctx context.Context, e PlanEntry) {
 	r.setPhase(PhaseShutdown)
 	sig := "SIGTERM"
-	if e.F == FaultManagerSIGKILL {
+	if e.F == protocol.FaultManagerSigkill {
 		sig = "SIGKILL"
 	}
 	inv := r.hist.Invoke(Nemesis, e.F, 0, "", faultValue(e))

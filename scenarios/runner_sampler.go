@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/corral-dev/corral/manager"
 	"github.com/corral-dev/corral/manager/launch"
 	"github.com/corral-dev/corral/manager/protocol"
 )
@@ -52,7 +51,7 @@ func (r *runner) inspectOnce(ctx context.Context, c *protocol.Client) {
 	if err != nil {
 		return
 	}
-	var infos []manager.PipelineInfo
+	var infos []protocol.PipelineInfo
 	if b, err := json.Marshal(resp.Fields["pipelines"]); err == nil {
 		_ = json.Unmarshal(b, &infos)
 	}
@@ -64,7 +63,7 @@ func (r *runner) inspectOnce(ctx context.Context, c *protocol.Client) {
 		if p.Pgid > 0 {
 			r.pgids[p.Pgid] = true
 		}
-		if !p.MarkedForRemoval && p.State != manager.StateTerminating && p.State != manager.StateFailed {
+		if !p.MarkedForRemoval && p.State != protocol.StateTerminating && p.State != protocol.StateFailed {
 			present[p.PipelineID] = true
 		}
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/corral-dev/corral/manager"
 	"github.com/corral-dev/corral/manager/launch"
+	"github.com/corral-dev/corral/manager/protocol"
 )
 
 // target is the manager under test: embedded in this process or reached
@@ -84,65 +85,44 @@ func startEmbedded(cfg manager.Config, o Options, dir string, log *slog.Logger, 
 	if o.WrapLauncher != nil {
 		launcher = o.WrapLauncher(procs)
 	}
-	m, err := manager.New(cfg, manager.Options{Launcher: launcher, Log: log,
-		Hook: manager.Hooks(manager.LogEvents(log), tr.hook())})
+	svc, err := manager.StartService(cfg, manager.Options{Launcher: launcher, Log: log,
+		Hook: manager.Hooks(manager.LogEvents(log), tr.hook())},
+		append([]manager.Middleware{tr.middleware()}, o.Middleware...)...)
 	if err != nil {
-		_ = launcher.Close()
 		stderr.Close()
-		return nil, fmt.Errorf("%w: %w", ErrInvalidScenario, err)
-	}
-	ln, err := net.Listen("tcp", cfg.Addr())
-	if err != nil {
-		_ = m.Shutdown(context.Background())
-		stderr.Close()
+		var ce *manager.ConfigError
+		if errors.As(err, &ce) {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidScenario, err)
+		}
 		return nil, err
 	}
-	mws := append([]manager.Middleware{manager.Recover(log), tr.middleware()}, o.Middleware...)
-	srv := manager.NewServer(manager.Chain(m, mws...), cfg, log)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
 
-	t := &target{addr: ln.Addr().String(), embedded: true, exited: make(chan struct{})}
+	t := &target{addr: svc.Addr(), embedded: true, exited: make(chan struct{})}
 	var wg sync.WaitGroup
 	var once sync.Once
-	bound := cfg.TerminationGracePeriod + cfg.ProcessJoinTimeout + 2*time.Second
+	bound := svc.ShutdownBound() + cfg.SocketTimeout + 2*time.Second
 	// stop runs the manager's end once: graceful is SIGTERM semantics
 	// (bounded three-phase shutdown); otherwise SIGKILL is emulated, since
 	// a process cannot SIGKILL itself and go on judging the run: every
-	// worker group is killed through the launcher at once, with no
-	// terminate and no grace, and the manager's goroutines are stopped.
+	// worker group is killed through the launcher at once, and the service
+	// is shut down in a hurry (no grace, requests in flight cancelled).
 	stop := func(graceful bool) {
 		once.Do(func() {
 			wg.Go(func() {
-				ctx, cancel := context.WithTimeout(context.Background(), bound)
+				ctx, cancel := context.WithCancel(context.Background())
 				defer cancel()
 				if !graceful {
 					_ = launcher.Close()
 					t.markExited(-1, "embedded manager: SIGKILL emulated by killing every worker group through the launcher, without graceful phases")
 					cancel()
 				}
-				srvDone := make(chan error, 1)
-				go func() { srvDone <- srv.Shutdown(ctx) }()
-				mDone := make(chan error, 1)
-				go func() { mDone <- m.Shutdown(ctx) }()
-				var mErr, sErr error
-				for range 2 {
-					select {
-					case mErr = <-mDone:
-					case sErr = <-srvDone:
-					case <-time.After(bound + time.Second):
-						// The goroutines above end with their own
-						// bounds; the exit is never recorded.
-						log.Error("embedded manager did not stop in time", "bound", bound)
-						return
-					}
+				// Shutdown is bounded by itself (ShutdownBound plus the
+				// socket timeout).
+				if err := svc.Shutdown(ctx); err != nil {
+					t.markExited(1, fmt.Sprintf("embedded manager: shutdown: %v", err))
+					return
 				}
-				<-served
-				code, note := 0, "embedded manager: shutdown complete"
-				if mErr != nil || (sErr != nil && !errors.Is(sErr, context.Canceled)) {
-					code, note = 1, fmt.Sprintf("embedded manager: shutdown: %v", errors.Join(mErr, sErr))
-				}
-				t.markExited(code, note)
+				t.markExited(0, "embedded manager: shutdown complete")
 			})
 		})
 	}
@@ -207,7 +187,7 @@ func connectExternal(ctx context.Context, addr string, pid int) (*target, error)
 		defer mu.Unlock()
 		if marker == "" {
 			for _, p := range out {
-				if marker = environValue(p.Pid, launch.MarkerEnv); marker != "" {
+				if marker = environValue(p.Pid, protocol.EnvManagerMarker); marker != "" {
 					break
 				}
 			}

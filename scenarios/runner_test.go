@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/corral-dev/corral/manager/protocol"
 )
 
 // tiny is a short real run: two pipelines, a crash and a hung queue, a
@@ -69,7 +71,7 @@ func TestRunEmbedded(t *testing.T) {
 			fired[o.F] = true
 		}
 	}
-	for _, f := range []string{"crash", "hang_queue", FaultManagerSIGTERM} {
+	for _, f := range []string{"crash", "hang_queue", protocol.FaultManagerSigterm} {
 		if !fired[f] {
 			t.Errorf("%s never fired", f)
 		}

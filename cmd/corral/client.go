@@ -15,12 +15,13 @@ import (
 	"github.com/corral-dev/corral/manager/protocol"
 )
 
-const clientUsage = `Usage: corral client COMMAND [args] [--addr host:port] [--timeout D]
+const clientUsage = `Usage: corral client [flags] COMMAND [args] [flags]
 
 Commands:
   list                               ids of the running pipelines
-  init [--video REF] [--max-fps N] [--buffer N] [--consumption-timeout S] [--payload JSON]
-                                     start a pipeline (REF default synthetic://320x240)
+  init [--video REF] [--max-fps N] [--buffer N] [--consumption-timeout S] [--payload FILE|JSON]
+                                     start a pipeline (REF default synthetic://320x240) with
+                                     upstream's full init payload, or the given one
   status ID                          status report
   pause ID | resume ID               mute / resume processing
   consume ID [--exclude a,b]         pop one result
@@ -28,20 +29,22 @@ Commands:
   inspect                            the manager's own view (pids, health)
   chaos ID FAULT [key=value ...]     inject a fault (manager started with --chaos)
 
-The address defaults to STREAM_MANAGER_HOST:STREAM_MANAGER_PORT (127.0.0.1:7070).
+Flags may come before or after the command and its arguments:
+  --addr host:port   the manager (default STREAM_MANAGER_HOST:STREAM_MANAGER_PORT, 127.0.0.1:7070)
+  --timeout D        bound on the whole request (default 30s)
+
 Prints the response envelope as JSON; exits 1 on a failure response, 2 on usage errors.
 `
 
 func client(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 || args[0] == "help" {
 		fmt.Fprint(stderr, clientUsage)
 		if len(args) == 0 {
 			return 2
 		}
 		return 0
 	}
-	cmd := args[0]
-	fs := flag.NewFlagSet("corral client "+cmd, flag.ContinueOnError)
+	fs := flag.NewFlagSet("corral client", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, clientUsage) }
 	addr := fs.String("addr", defaultAddr(), "manager address host:port")
@@ -50,12 +53,17 @@ func client(args []string, stdout, stderr io.Writer) int {
 	maxFPS := fs.Float64("max-fps", 0, "init: max_fps (0: unset)")
 	buffer := fs.Int("buffer", 0, "init: results_buffer_size (0: default 64)")
 	consumption := fs.Float64("consumption-timeout", 0, "init: consumption_timeout seconds (0: unset)")
-	payload := fs.String("payload", "", "init: the whole init request as JSON (overrides the other init flags)")
+	payload := fs.String("payload", "", "init: the whole init request, as a JSON object or a file holding one (overrides the other init flags)")
 	exclude := fs.String("exclude", "", "consume: comma-separated excluded_fields")
-	pos, exit, ok := parseInterspersed(fs, args[1:])
+	pos, exit, ok := parseInterspersed(fs, args)
 	if !ok {
 		return exit
 	}
+	if len(pos) == 0 {
+		fmt.Fprintf(stderr, "corral client: no command given\n\n%s", clientUsage)
+		return 2
+	}
+	cmd, pos := pos[0], pos[1:]
 	want := map[string]int{"list": 0, "init": 0, "status": 1, "pause": 1, "resume": 1,
 		"consume": 1, "terminate": 1, "inspect": 0, "chaos": 2}
 	n, ok := want[cmd]
@@ -82,10 +90,12 @@ func client(args []string, stdout, stderr io.Writer) int {
 	case "init":
 		req.Type = protocol.TypeInit
 		if *payload != "" {
-			if err := json.Unmarshal([]byte(*payload), &req.Fields); err != nil || req.Fields == nil {
-				fmt.Fprintf(stderr, "corral client init: --payload must be a JSON object\n")
+			fields, err := initPayload(*payload)
+			if err != nil {
+				fmt.Fprintf(stderr, "corral client init: --payload: %v\n", err)
 				return 2
 			}
+			req.Fields = fields
 			break
 		}
 		cfg := protocol.InitConfig{VideoConfiguration: protocol.VideoConfiguration{VideoReference: *video}}
@@ -141,6 +151,30 @@ func client(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// initPayload reads --payload: a JSON object given inline (it starts with
+// '{' once blanks are trimmed) or the name of a file holding one. Its
+// "type" key, if any, is dropped: the request is an init whatever it says.
+func initPayload(arg string) (map[string]json.RawMessage, error) {
+	text := []byte(arg)
+	source := "the value"
+	if !strings.HasPrefix(strings.TrimSpace(arg), "{") {
+		b, err := os.ReadFile(arg)
+		if err != nil {
+			return nil, fmt.Errorf("%q is neither a JSON object nor a readable file: %w", arg, err)
+		}
+		text, source = b, "file "+strconv.Quote(arg)
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(text, &fields); err != nil || fields == nil {
+		if err == nil {
+			err = errors.New("null")
+		}
+		return nil, fmt.Errorf("%s is not a JSON object: %v", source, err)
+	}
+	delete(fields, "type")
+	return fields, nil
 }
 
 // parseInterspersed parses flags that may come before or after positional

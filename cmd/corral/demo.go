@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"sync/atomic"
 	"time"
 
@@ -18,8 +17,10 @@ import (
 
 // demo starts an embedded manager on a free loopback port with real worker
 // processes, drives one pipeline through init, status, consume, pause,
-// resume and terminate with the Go client, and shuts down. It stands in
-// for the harness run until that exists.
+// resume and terminate with the Go client, shuts down and counts leftover
+// worker processes: a minute's tour of the manager for a new user. It
+// checks nothing under faults; that is `corral run` (the harness: seeded
+// workloads and nemeses, checkers, reports).
 func demo(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("corral demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -45,22 +46,14 @@ func demo(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	var events atomic.Int64
-	m, err := manager.New(cfg, manager.Options{Launcher: launcher, Log: log, Hook: func(manager.Event) { events.Add(1) }})
+	svc, err := manager.StartService(cfg, manager.Options{Launcher: launcher, Log: log,
+		Hook: func(manager.Event) { events.Add(1) }})
 	if err != nil {
-		_ = launcher.Close()
 		fmt.Fprintf(stderr, "corral demo: %v\n", err)
 		return 1
 	}
-	ln, err := net.Listen("tcp", cfg.Addr())
-	if err != nil {
-		_ = m.Shutdown(context.Background())
-		fmt.Fprintf(stderr, "corral demo: %v\n", err)
-		return 1
-	}
-	srv := manager.NewServer(manager.Chain(m, manager.Recover(log)), cfg, log)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	c := &protocol.Client{Addr: ln.Addr().String(), Timeout: 15 * time.Second}
+	addr := svc.Addr()
+	c := &protocol.Client{Addr: addr, Timeout: 15 * time.Second}
 	ctx := context.Background()
 
 	failed := false
@@ -85,7 +78,7 @@ func demo(args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stdout, "  %-10s ok in %-7s %s\n", name, time.Since(start).Round(time.Millisecond), line)
 	}
-	fmt.Fprintf(stdout, "corral demo: manager on %s, one pipeline on %s\n", ln.Addr(), *video)
+	fmt.Fprintf(stdout, "corral demo: manager on %s, one pipeline on %s\n", addr, *video)
 	var id string
 	step("init", func() (any, error) {
 		var err error
@@ -109,11 +102,7 @@ func demo(args []string, stdout, stderr io.Writer) int {
 	step("terminate", func() (any, error) { return nil, c.Terminate(ctx, id) })
 
 	start := time.Now()
-	shutdownCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	_ = srv.Shutdown(shutdownCtx)
-	<-served
-	if err := m.Shutdown(ctx); err != nil {
+	if err := svc.Shutdown(ctx); err != nil {
 		fmt.Fprintf(stdout, "  shutdown   FAILED: %v\n", err)
 		failed = true
 	} else {

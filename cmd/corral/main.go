@@ -8,7 +8,8 @@ import (
 	"io"
 	"os"
 
-	"github.com/corral-dev/corral/manager/worker"
+	"github.com/corral-dev/corral/manager/logsink"
+	"github.com/corral-dev/corral/manager/protocol"
 )
 
 const usage = `corral — a stream manager that never hangs, and the tools to prove it
@@ -27,13 +28,21 @@ Exit status: 0 success, 1 failure (a failure response, a run that did not finish
 cleanly), 2 usage or configuration error.
 `
 
-func main() {
+func main() { os.Exit(corral(os.Args[1:])) }
+
+// corral is the whole program, minus the exit (tests re-execute it).
+func corral(args []string) int {
+	// A reader of our output that goes away (`corral serve | tee log`,
+	// then tee dies) must not kill the manager and, through their
+	// parent-death signal, every worker: writes fail with EPIPE instead,
+	// and the log sink counts them.
+	logsink.SurviveSIGPIPE()
 	// Workers (and the grandchildren the chaos fault spawns) are this same
 	// binary started with a mode in the environment.
-	if os.Getenv(worker.EnvMode) != "" {
-		os.Exit(workerMain())
+	if os.Getenv(protocol.EnvWorkerMode) != "" {
+		return workerMain()
 	}
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	return run(args, os.Stdout, os.Stderr)
 }
 
 func run(args []string, stdout, stderr io.Writer) int {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -21,6 +22,15 @@ func TestRunUsageErrors(t *testing.T) {
 		{[]string{"replay"}, "want exactly one run folder"},
 		{[]string{"replay", t.TempDir()}, "scenario.yaml"},
 		{[]string{"scenarios", "extra"}, `unexpected argument "extra"`},
+		{[]string{"client"}, "Usage: corral client"},
+		{[]string{"client", "--addr", "127.0.0.1:1"}, "no command given"},
+		{[]string{"client", "--addr", "127.0.0.1:1", "bogus"}, `unknown command "bogus"`},
+		{[]string{"client", "--addr"}, "flag needs an argument: -addr"},
+		{[]string{"client", "--addr", "nohost", "list"}, `--addr "nohost" is invalid`},
+		{[]string{"client", "status"}, "status: takes 1 argument(s), got 0"},
+		{[]string{"client", "init", "--payload", "[1,2]"}, "is neither a JSON object nor a readable file"},
+		{[]string{"client", "init", "--payload", filepath.Join(t.TempDir(), "missing.json")}, "is neither a JSON object nor a readable file"},
+		{[]string{"client", "init", "--payload", "{broken"}, "--payload: the value is not a JSON object"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			var stdout, stderr bytes.Buffer

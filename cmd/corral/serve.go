@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/corral-dev/corral/manager"
 	"github.com/corral-dev/corral/manager/launch"
+	"github.com/corral-dev/corral/manager/logsink"
 	corralotel "github.com/corral-dev/corral/otel"
 )
 
@@ -75,7 +75,16 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	if code >= 0 {
 		return code
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	// Logging never blocks a request and never fails one: lines go through
+	// a bounded queue, and a closed or stalled stderr loses lines (counted,
+	// reported once it comes back or at exit), nothing else.
+	sink := logsink.New(stderr, 0)
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = sink.Close(ctx)
+	}()
+	log := slog.New(slog.NewTextHandler(sink, &slog.HandlerOptions{Level: level}))
 	// Signals first, so a signal during start-up is not lost.
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
@@ -83,7 +92,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 
 	tel, err := startTelemetry(context.Background(), telFlags, log, stdout)
 	if err != nil {
-		fmt.Fprintf(stderr, "corral serve: %v\n", err)
+		fmt.Fprintf(sink, "corral serve: %v\n", err) // in order with the log lines
 		return 1
 	}
 	defer tel.close() // runs after the manager's shutdown: its last spans are flushed
@@ -91,66 +100,51 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	launcher, err := launch.NewProcesses(launch.ProcessConfig{Subreaper: true, Stderr: os.Stderr, Log: log,
 		Env: telFlags.workerEnv()})
 	if err != nil {
-		fmt.Fprintf(stderr, "corral serve: %v\n", err)
+		fmt.Fprintf(sink, "corral serve: %v\n", err) // in order with the log lines
 		return 1
 	}
-	ln, err := net.Listen("tcp", cfg.Addr())
+	svc, err := manager.StartService(cfg, manager.Options{Launcher: launcher, Log: log,
+		Hook: manager.Hooks(manager.LogEvents(log), corralotel.EventHook())},
+		corralotel.Middleware(), manager.LogRequests(log))
 	if err != nil {
-		_ = launcher.Close()
-		fmt.Fprintf(stderr, "corral serve: %v\n", err)
+		fmt.Fprintf(sink, "corral serve: %v\n", err) // in order with the log lines
+		var ce *manager.ConfigError
+		if errors.As(err, &ce) {
+			return 2
+		}
 		return 1
 	}
-	m, err := manager.New(cfg, manager.Options{Launcher: launcher, Log: log,
-		Hook: manager.Hooks(manager.LogEvents(log), corralotel.EventHook())})
-	if err != nil {
-		_ = ln.Close()
-		_ = launcher.Close()
-		fmt.Fprintf(stderr, "corral serve: %v\n", err)
-		return 2
-	}
-	tel.watch(m)
-	srv := manager.NewServer(manager.Chain(m, manager.Recover(log), corralotel.Middleware(), manager.LogRequests(log)), cfg, log)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	fmt.Fprintf(stdout, "corral serve: listening on %s (pid %d)\n", ln.Addr(), os.Getpid())
+	tel.watch(svc.Manager())
+	fmt.Fprintf(stdout, "corral serve: listening on %s (pid %d)\n", svc.Addr(), os.Getpid())
 
-	var serveErr error
 	select {
 	case sig := <-sigs:
 		log.Info("signal received, shutting down", "signal", sig,
 			"grace", cfg.TerminationGracePeriod, "join", cfg.ProcessJoinTimeout)
-	case serveErr = <-served:
-		log.Error("server stopped", "err", serveErr)
+	case <-svc.Served():
+		log.Error("server stopped serving; shutting down")
 	}
 	start := time.Now()
-	// A second signal skips the rest of the grace period.
-	kill, skip := context.WithCancel(context.Background())
+	// A second signal hurries the shutdown: the rest of the grace period is
+	// skipped and requests in flight are cancelled.
+	hurry, skip := context.WithCancel(context.Background())
 	defer skip()
+	watching := make(chan struct{})
 	go func() {
+		defer close(watching)
 		select {
 		case sig := <-sigs:
 			log.Warn("second signal, killing workers now", "signal", sig)
 			skip()
-		case <-kill.Done():
+		case <-hurry.Done():
 		}
 	}()
-	bound := cfg.TerminationGracePeriod + cfg.ProcessJoinTimeout + time.Second
-	srvCtx, cancel := context.WithTimeout(context.Background(), bound)
-	defer cancel()
-	srvDone := make(chan error, 1)
-	go func() { srvDone <- srv.Shutdown(srvCtx) }()
-	mErr := m.Shutdown(kill)
+	err = svc.Shutdown(hurry)
 	skip()
-	<-srvDone
-	if serveErr == nil {
-		serveErr = <-served
-	}
+	<-watching
 	log.Info("shutdown complete", "duration", time.Since(start))
-	if mErr != nil {
-		fmt.Fprintf(stderr, "corral serve: %v\n", mErr)
-		return 1
-	}
-	if serveErr != nil && !errors.Is(serveErr, manager.ErrServerClosed) {
+	if err != nil {
+		fmt.Fprintf(sink, "corral serve: %v\n", err) // in order with the log lines
 		return 1
 	}
 	return 0

@@ -172,13 +172,13 @@ func (t *serveTelemetry) close() {
 // the environment asks for traces (the manager's OTEL_* variables and
 // CORRAL_TRACE_FILE reach every worker).
 func workerMain() int {
-	if os.Getenv(worker.EnvMode) != worker.ModeWorker || !corralotel.Configured(os.LookupEnv) {
+	if os.Getenv(protocol.EnvWorkerMode) != worker.ModeWorker || !corralotel.Configured(os.LookupEnv) {
 		return worker.Main()
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("pid", os.Getpid())
 	shutdown, err := corralotel.Setup(context.Background(),
 		corralotel.WithServiceName("corral-worker"),
-		corralotel.WithResourceAttributes(attribute.String("pipeline.id", os.Getenv(worker.EnvPipelineID))),
+		corralotel.WithResourceAttributes(attribute.String("pipeline.id", os.Getenv(protocol.EnvPipelineID))),
 		// Workers are killed without notice; short batches lose less.
 		corralotel.WithBatchTimeout(500*time.Millisecond),
 		corralotel.WithLogger(log))

@@ -45,10 +45,11 @@ func ProcessLauncher(t testing.TB) *launch.Processes {
 
 // Rig is a manager served on a loopback port.
 type Rig struct {
-	M      *manager.Manager
-	Client *protocol.Client // to Addr, each call bounded like the rig's waits
-	Events *Recorder        // every event of M
-	Addr   string           // host:port of the server
+	M       *manager.Manager
+	Service *manager.Service // M and its server
+	Client  *protocol.Client // to Addr, each call bounded like the rig's waits
+	Events  *Recorder        // every event of M
+	Addr    string           // host:port of the server
 }
 
 // An Option changes how StartManager builds the rig.
@@ -82,8 +83,8 @@ func WithManagerOptions(f func(*manager.Options)) Option {
 }
 
 // StartManager runs a manager over l and its server on a free loopback
-// port. Cleanup shuts the server down, then the manager, each within the
-// rig's bound; a manager that does not stop in time fails the test.
+// port, as one manager.Service. Cleanup shuts the service down within the
+// rig's bound; an error from that shutdown fails the test.
 func StartManager(t testing.TB, cfg manager.Config, l launch.Launcher, opts ...Option) *Rig {
 	t.Helper()
 	s := settings{wait: Wait}
@@ -95,27 +96,34 @@ func StartManager(t testing.TB, cfg manager.Config, l launch.Launcher, opts ...O
 	for _, f := range s.options {
 		f(&mo)
 	}
-	m, err := manager.New(cfg, mo)
+	cfg.Host, cfg.Port = "127.0.0.1", 0
+	svc, err := manager.StartService(cfg, mo, s.middlewares...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Registered first, so it runs after the server's cleanup.
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), s.wait)
 		defer cancel()
-		if err := m.Shutdown(ctx); err != nil {
+		if err := svc.Shutdown(ctx); err != nil {
 			t.Errorf("shutdown: %v", err)
 		}
 	})
-	h := manager.Chain(m, append([]manager.Middleware{manager.Recover(nil)}, s.middlewares...)...)
-	addr := Serve(t, h, cfg, s.wait)
-	return &Rig{M: m, Events: ev, Addr: addr, Client: &protocol.Client{Addr: addr, Timeout: s.wait}}
+	addr := svc.Addr()
+	return &Rig{M: svc.Manager(), Service: svc, Events: ev, Addr: addr, Client: &protocol.Client{Addr: addr, Timeout: s.wait}}
 }
 
 // Serve runs h on a free loopback port until the test ends and returns the
 // address. Cleanup shuts the server down within bound (0 means Wait) and
 // fails the test if it does not stop.
 func Serve(t testing.TB, h manager.Handler, cfg manager.Config, bound time.Duration) string {
+	t.Helper()
+	_, addr := StartServer(t, h, cfg, bound)
+	return addr
+}
+
+// StartServer is Serve that also returns the server, for tests of the
+// server itself.
+func StartServer(t testing.TB, h manager.Handler, cfg manager.Config, bound time.Duration) (*manager.Server, string) {
 	t.Helper()
 	if bound <= 0 {
 		bound = Wait
@@ -131,13 +139,16 @@ func Serve(t testing.TB, h manager.Handler, cfg manager.Config, bound time.Durat
 		ctx, cancel := context.WithTimeout(context.Background(), bound)
 		defer cancel()
 		_ = srv.Shutdown(ctx)
+		if err := srv.Close(); err != nil {
+			t.Error(err)
+		}
 		select {
 		case <-served:
 		case <-ctx.Done():
 			t.Error("server did not stop")
 		}
 	})
-	return ln.Addr().String()
+	return srv, ln.Addr().String()
 }
 
 // Init starts a pipeline on a small synthetic video and returns its id.

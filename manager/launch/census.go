@@ -6,6 +6,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/corral-dev/corral/manager/protocol"
 )
 
 // ProcInfo is one row of the process table, as read from /proc.
@@ -20,14 +22,14 @@ type ProcInfo struct {
 // Zombie reports whether the process has exited but not been reaped.
 func (p ProcInfo) Zombie() bool { return p.State == "Z" || p.State == "X" }
 
-// Census lists every process whose environment holds MarkerEnv=marker,
+// Census lists every process whose environment holds protocol.EnvManagerMarker=marker,
 // whatever its parent: a launcher's workers and every descendant that
 // inherited their environment, including those that left the worker's
 // process group or session. Zombies are listed only while their
 // environment is still readable, which in practice means they are not:
 // use it to find live leaks, and GroupMembers or /proc/<pid> for zombies.
 func Census(marker string) ([]ProcInfo, error) {
-	want := []byte(MarkerEnv + "=" + marker)
+	want := []byte(protocol.EnvManagerMarker + "=" + marker)
 	return scanProc(func(pid int) bool {
 		return hasEnv(pid, want)
 	}, nil)

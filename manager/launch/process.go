@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"time"
 	"unsafe"
+
+	"github.com/corral-dev/corral/manager/protocol"
 )
 
 // process is one worker started by Processes.
@@ -90,7 +92,7 @@ func (pr *process) groupHasOurs() bool {
 	if err != nil {
 		return false
 	}
-	want := []byte(MarkerEnv + "=" + pr.launcher.marker)
+	want := []byte(protocol.EnvManagerMarker + "=" + pr.launcher.marker)
 	for _, m := range members {
 		if !m.Zombie() && hasEnv(m.Pid, want) {
 			return true

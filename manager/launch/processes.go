@@ -19,13 +19,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/corral-dev/corral/manager/protocol"
 	"github.com/corral-dev/corral/manager/worker"
 )
-
-// MarkerEnv is set in every worker's environment to its launcher's marker,
-// so that every descendant, even one that left the worker's process group
-// and was reparented, can be found (Census) and killed.
-const MarkerEnv = "CORRAL_MANAGER"
 
 // closeTimeout bounds how long Close waits for killed processes to be reaped.
 const closeTimeout = 2 * time.Second
@@ -143,7 +139,7 @@ func NewProcesses(cfg ProcessConfig) (*Processes, error) {
 	return p, nil
 }
 
-// Marker is the value of MarkerEnv in this launcher's workers; pass it to
+// Marker is the value of protocol.EnvManagerMarker in this launcher's workers; pass it to
 // Census to find every process they left behind.
 func (p *Processes) Marker() string { return p.marker }
 
@@ -224,12 +220,12 @@ func (p *Processes) start(opts Options) (*process, error) {
 		return nil, fmt.Errorf("launch: stdout pipe: %w", err)
 	}
 	cmd := exec.Command(p.command[0], p.command[1:]...)
-	cmd.Env = append(slices.Clone(p.env), MarkerEnv+"="+p.marker)
+	cmd.Env = append(slices.Clone(p.env), protocol.EnvManagerMarker+"="+p.marker)
 	if opts.Name != "" {
-		cmd.Env = append(cmd.Env, worker.EnvPipelineID+"="+opts.Name)
+		cmd.Env = append(cmd.Env, protocol.EnvPipelineID+"="+opts.Name)
 	}
 	if opts.Chaos {
-		cmd.Env = append(cmd.Env, worker.EnvChaos+"=1")
+		cmd.Env = append(cmd.Env, protocol.EnvWorkerChaos+"=1")
 	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdinR, stdoutW, p.stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -267,10 +263,10 @@ func (p *Processes) start(opts Options) (*process, error) {
 func workerBaseEnv(extra []string) []string {
 	owned := func(kv string) bool {
 		k, _, _ := strings.Cut(kv, "=")
-		return k == worker.EnvMode || k == worker.EnvChaos || k == worker.EnvPipelineID || k == MarkerEnv
+		return k == protocol.EnvWorkerMode || k == protocol.EnvWorkerChaos || k == protocol.EnvPipelineID || k == protocol.EnvManagerMarker
 	}
 	env := slices.DeleteFunc(append(os.Environ(), extra...), owned)
-	return append(env, worker.EnvMode+"="+worker.ModeWorker)
+	return append(env, protocol.EnvWorkerMode+"="+worker.ModeWorker)
 }
 
 // Close stops launching, SIGKILLs every worker group and every marked

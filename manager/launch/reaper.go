@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"syscall"
 	"time"
+
+	"github.com/corral-dev/corral/manager/protocol"
 )
 
 // sweepInterval is the reaper's fallback period. A descendant orphaned by a
@@ -48,7 +50,7 @@ func (p *Processes) reapLoop() {
 func (p *Processes) sweep() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	want := []byte(MarkerEnv + "=" + p.marker)
+	want := []byte(protocol.EnvManagerMarker + "=" + p.marker)
 	all, err := scanProc(nil, nil)
 	if err != nil {
 		p.log.Warn("reaper scan failed", "err", err)
@@ -99,7 +101,7 @@ func (p *Processes) rememberGroup(pgid int) {
 	if err != nil {
 		return
 	}
-	want := []byte(MarkerEnv + "=" + p.marker)
+	want := []byte(protocol.EnvManagerMarker + "=" + p.marker)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, m := range members {

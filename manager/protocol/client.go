@@ -167,7 +167,7 @@ func (c *Client) Inspect(ctx context.Context) (Response, error) {
 
 // Chaos injects a fault into one worker (managers started with chaos only).
 func (c *Client) Chaos(ctx context.Context, id, fault string, params map[string]any) error {
-	fields := map[string]any{"fault": fault}
+	fields := map[string]any{ChaosFieldFault: fault}
 	for k, v := range params {
 		fields[k] = v
 	}

@@ -12,17 +12,6 @@ import (
 	"github.com/corral-dev/corral/manager/protocol"
 )
 
-// Environment variables read by Main.
-const (
-	// EnvMode selects what Main runs: "worker" or "grandchild".
-	EnvMode = "CORRAL_WORKER_MODE"
-	// EnvChaos set to "1" lets the worker obey fault commands.
-	EnvChaos = "CORRAL_WORKER_CHAOS"
-	// EnvPipelineID names the pipeline (or warm-pool slot) the worker
-	// serves; the manager keeps the id when a warm worker is taken.
-	EnvPipelineID = "CORRAL_PIPELINE_ID"
-)
-
 // Config wires one worker loop to its channel and its host.
 type Config struct {
 	// In carries WorkerCommand frames; EOF (the manager is gone) ends Run.

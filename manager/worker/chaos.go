@@ -8,20 +8,6 @@ import (
 	"github.com/corral-dev/corral/manager/protocol"
 )
 
-// Faults a chaos command can inject. They exist so the manager's handling of
-// broken workers can be tested against a real worker.
-const (
-	FaultHangQueue       = "hang_queue"
-	FaultSlowProbe       = "slow_probe"
-	FaultStaleResponses  = "stale_responses"
-	FaultGarbageOutput   = "garbage_output"
-	FaultIgnoreSigterm   = "ignore_sigterm"
-	FaultCrash           = "crash"
-	FaultSlowStart       = "slow_start"
-	FaultSpawnGrandchild = "spawn_grandchild"
-	FaultHeal            = "heal"
-)
-
 // garbageBody is a well-framed reply body that is not JSON.
 const garbageBody = "corral chaos: garbage output, this frame is not JSON"
 
@@ -53,18 +39,18 @@ func (w *worker) chaos(cmd *protocol.WorkerCommand) outcome {
 	if err := json.Unmarshal(body, &p); err != nil {
 		return fail(protocol.InvalidPayload(fmt.Sprintf("malformed chaos request: %v", err)))
 	}
-	duration, err := secondsParam("duration_seconds", p.DurationSeconds)
+	duration, err := secondsParam(protocol.ChaosFieldDurationSeconds, p.DurationSeconds)
 	if err != nil {
 		return fail(err)
 	}
-	delay, err := secondsParam("delay_seconds", p.DelaySeconds)
+	delay, err := secondsParam(protocol.ChaosFieldDelaySeconds, p.DelaySeconds)
 	if err != nil {
 		return fail(err)
 	}
 	ok := outcome{resp: protocol.Success(nil), plain: true}
 	w.log.Warn("chaos fault", "fault", p.Fault)
 	switch p.Fault {
-	case FaultHangQueue:
+	case protocol.ChaosHangQueue:
 		// The reply goes out first: only later commands are not read.
 		w.hung = true
 		if w.hangTimer != nil {
@@ -74,17 +60,17 @@ func (w *worker) chaos(cmd *protocol.WorkerCommand) outcome {
 		if duration > 0 {
 			w.hangTimer = time.NewTimer(duration)
 		}
-	case FaultSlowProbe:
+	case protocol.ChaosSlowProbe:
 		w.faults.probeDelay = delay
-	case FaultStaleResponses:
+	case protocol.ChaosStaleResponses:
 		w.faults.stale = true
-	case FaultGarbageOutput:
+	case protocol.ChaosGarbageOutput:
 		w.faults.garbage = true
-	case FaultIgnoreSigterm:
+	case protocol.ChaosIgnoreSigterm:
 		w.faults.ignoreSigterm = true
-	case FaultSlowStart:
+	case protocol.ChaosSlowStart:
 		w.faults.slowStart = delay
-	case FaultCrash:
+	case protocol.ChaosCrash:
 		code := 1
 		if p.ExitCode != nil {
 			code = *p.ExitCode
@@ -97,14 +83,14 @@ func (w *worker) chaos(cmd *protocol.WorkerCommand) outcome {
 		}
 		w.stopCrash()
 		w.crashCode, w.crashTimer = code, time.NewTimer(delay)
-	case FaultSpawnGrandchild:
+	case protocol.ChaosSpawnGrandchild:
 		if w.cfg.SpawnGrandchild == nil {
 			return fail(protocol.OperationError("spawn_grandchild is not supported by this worker host"))
 		}
 		if err := w.cfg.SpawnGrandchild(); err != nil {
 			return fail(protocol.OperationError(fmt.Sprintf("spawn_grandchild failed: %v", err)))
 		}
-	case FaultHeal:
+	case protocol.ChaosHeal:
 		// A spawned grandchild cannot be taken back; it ends with the
 		// worker.
 		w.faults = faults{}

@@ -21,7 +21,7 @@ func chaos(h *harness, fault string, params map[string]any) {
 
 func TestChaosDisabled(t *testing.T) {
 	h := start(t, options{})
-	msg := h.failure(protocol.TypeChaos, map[string]any{"fault": FaultCrash}, protocol.ErrTypeInvalidPayload)
+	msg := h.failure(protocol.TypeChaos, map[string]any{"fault": protocol.ChaosCrash}, protocol.ErrTypeInvalidPayload)
 	if msg != "chaos is not enabled in this manager" {
 		t.Errorf("message = %q", msg)
 	}
@@ -33,13 +33,13 @@ func TestChaosRejectsBadFaults(t *testing.T) {
 	if msg := h.failure(protocol.TypeChaos, map[string]any{"fault": "meteor"}, protocol.ErrTypeInvalidPayload); !strings.Contains(msg, "meteor") {
 		t.Errorf("message %q does not name the fault", msg)
 	}
-	h.failure(protocol.TypeChaos, map[string]any{"fault": FaultSlowProbe, "delay_seconds": -1}, protocol.ErrTypeInvalidPayload)
-	h.failure(protocol.TypeChaos, map[string]any{"fault": FaultCrash, "exit_code": 300}, protocol.ErrTypeInvalidPayload)
+	h.failure(protocol.TypeChaos, map[string]any{"fault": protocol.ChaosSlowProbe, "delay_seconds": -1}, protocol.ErrTypeInvalidPayload)
+	h.failure(protocol.TypeChaos, map[string]any{"fault": protocol.ChaosCrash, "exit_code": 300}, protocol.ErrTypeInvalidPayload)
 }
 
 func TestStaleResponses(t *testing.T) {
 	h := start(t, options{chaos: true})
-	chaos(h, FaultStaleResponses, nil)
+	chaos(h, protocol.ChaosStaleResponses, nil)
 	for range 2 {
 		id := h.send(protocol.TypeStatus, nil)
 		f := h.next()
@@ -58,7 +58,7 @@ func TestStaleResponses(t *testing.T) {
 
 func TestGarbageOutput(t *testing.T) {
 	h := start(t, options{chaos: true})
-	chaos(h, FaultGarbageOutput, nil)
+	chaos(h, protocol.ChaosGarbageOutput, nil)
 	id := h.send(protocol.TypeStatus, nil)
 	f := h.next()
 	if f.err != nil || json.Valid(f.body) {
@@ -70,7 +70,7 @@ func TestGarbageOutput(t *testing.T) {
 func TestCrashWithoutDelay(t *testing.T) {
 	h := start(t, options{chaos: true})
 	h.ok(protocol.TypeInit, initRequest("synthetic://8x8?fps=100", nil, nil))
-	h.send(protocol.TypeChaos, map[string]any{"fault": FaultCrash, "exit_code": 3})
+	h.send(protocol.TypeChaos, map[string]any{"fault": protocol.ChaosCrash, "exit_code": 3})
 	var exit *ExitError
 	if err := h.wait(); !errors.As(err, &exit) || exit.Code != 3 {
 		t.Fatalf("Run = %v, want exit status 3", err)
@@ -83,7 +83,7 @@ func TestCrashWithoutDelay(t *testing.T) {
 
 func TestCrashWithDelay(t *testing.T) {
 	h := start(t, options{chaos: true})
-	chaos(h, FaultCrash, map[string]any{"delay_seconds": 0.05})
+	chaos(h, protocol.ChaosCrash, map[string]any{"delay_seconds": 0.05})
 	var exit *ExitError
 	if err := h.wait(); !errors.As(err, &exit) || exit.Code != 1 {
 		t.Fatalf("Run = %v, want exit status 1", err)
@@ -92,14 +92,14 @@ func TestCrashWithDelay(t *testing.T) {
 
 func TestIgnoreSigterm(t *testing.T) {
 	h := start(t, options{chaos: true})
-	chaos(h, FaultIgnoreSigterm, nil)
+	chaos(h, protocol.ChaosIgnoreSigterm, nil)
 	h.term <- struct{}{}
 	h.ok(protocol.TypeTerminate, nil)
 	h.ok(protocol.TypeStatus, nil) // still serving after both
 	if !h.running() {
 		t.Fatal("Run returned although terminations are ignored")
 	}
-	chaos(h, FaultHeal, nil)
+	chaos(h, protocol.ChaosHeal, nil)
 	h.term <- struct{}{}
 	if err := h.wait(); err != nil {
 		t.Fatalf("Run = %v after a healed SIGTERM, want nil", err)
@@ -110,7 +110,7 @@ func TestHangQueueWithDuration(t *testing.T) {
 	h := start(t, options{chaos: true})
 	const hang = 300 * time.Millisecond
 	began := time.Now()
-	chaos(h, FaultHangQueue, map[string]any{"duration_seconds": hang.Seconds()})
+	chaos(h, protocol.ChaosHangQueue, map[string]any{"duration_seconds": hang.Seconds()})
 	h.ok(protocol.TypeStatus, nil)
 	if took := time.Since(began); took < hang-50*time.Millisecond {
 		t.Errorf("status answered after %v, during a %v hang", took, hang)
@@ -119,7 +119,7 @@ func TestHangQueueWithDuration(t *testing.T) {
 
 func TestHangQueueForever(t *testing.T) {
 	h := start(t, options{chaos: true})
-	chaos(h, FaultHangQueue, nil)
+	chaos(h, protocol.ChaosHangQueue, nil)
 	h.send(protocol.TypeStatus, nil)
 	select {
 	case f := <-h.frames:
@@ -135,15 +135,15 @@ func TestHangQueueForever(t *testing.T) {
 func TestSlowProbeAndHeal(t *testing.T) {
 	h := start(t, options{chaos: true})
 	const delay = 200 * time.Millisecond
-	chaos(h, FaultSlowProbe, map[string]any{"delay_seconds": delay.Seconds()})
+	chaos(h, protocol.ChaosSlowProbe, map[string]any{"delay_seconds": delay.Seconds()})
 	began := time.Now()
 	h.ok(protocol.TypeStatus, nil)
 	if took := time.Since(began); took < delay {
 		t.Errorf("slow status took %v, want at least %v", took, delay)
 	}
-	chaos(h, FaultGarbageOutput, nil)
-	chaos(h, FaultStaleResponses, nil)
-	chaos(h, FaultHeal, nil)
+	chaos(h, protocol.ChaosGarbageOutput, nil)
+	chaos(h, protocol.ChaosStaleResponses, nil)
+	chaos(h, protocol.ChaosHeal, nil)
 	began = time.Now()
 	h.ok(protocol.TypeStatus, nil) // the first frame is the reply
 	if took := time.Since(began); took >= delay {
@@ -154,7 +154,7 @@ func TestSlowProbeAndHeal(t *testing.T) {
 func TestSlowStart(t *testing.T) {
 	h := start(t, options{chaos: true})
 	const delay = 200 * time.Millisecond
-	chaos(h, FaultSlowStart, map[string]any{"delay_seconds": delay.Seconds()})
+	chaos(h, protocol.ChaosSlowStart, map[string]any{"delay_seconds": delay.Seconds()})
 	began := time.Now()
 	h.ok(protocol.TypeInit, initRequest("synthetic://8x8", nil, nil))
 	if took := time.Since(began); took < delay {
@@ -164,18 +164,18 @@ func TestSlowStart(t *testing.T) {
 
 func TestSpawnGrandchild(t *testing.T) {
 	h := start(t, options{chaos: true})
-	h.failure(protocol.TypeChaos, map[string]any{"fault": FaultSpawnGrandchild}, protocol.ErrTypeOperation)
+	h.failure(protocol.TypeChaos, map[string]any{"fault": protocol.ChaosSpawnGrandchild}, protocol.ErrTypeOperation)
 
 	spawned := make(chan struct{}, 1)
 	h = start(t, options{chaos: true, spawn: func() error { spawned <- struct{}{}; return nil }})
-	chaos(h, FaultSpawnGrandchild, nil)
+	chaos(h, protocol.ChaosSpawnGrandchild, nil)
 	select {
 	case <-spawned:
 	default:
 		t.Fatal("SpawnGrandchild was not called")
 	}
 	failing := start(t, options{chaos: true, spawn: func() error { return errors.New("fork bomb averted") }})
-	if msg := failing.failure(protocol.TypeChaos, map[string]any{"fault": FaultSpawnGrandchild}, protocol.ErrTypeOperation); !strings.Contains(msg, "fork bomb averted") {
+	if msg := failing.failure(protocol.TypeChaos, map[string]any{"fault": protocol.ChaosSpawnGrandchild}, protocol.ErrTypeOperation); !strings.Contains(msg, "fork bomb averted") {
 		t.Errorf("message %q", msg)
 	}
 }

@@ -18,9 +18,9 @@ import (
 )
 
 // TestMain doubles as the worker program: a test that re-executes this
-// binary with EnvMode set gets Main, as `corral worker` would run it.
+// binary with protocol.EnvWorkerMode set gets Main, as `corral worker` would run it.
 func TestMain(m *testing.M) {
-	if os.Getenv(EnvMode) != "" {
+	if os.Getenv(protocol.EnvWorkerMode) != "" {
 		os.Exit(Main())
 	}
 	goleak.VerifyTestMain(m)

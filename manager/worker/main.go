@@ -12,9 +12,12 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/corral-dev/corral/manager/logsink"
+	"github.com/corral-dev/corral/manager/protocol"
 )
 
-// Modes of Main, selected by EnvMode.
+// Modes of Main, selected by protocol.EnvWorkerMode.
 const (
 	ModeWorker     = "worker"
 	ModeGrandchild = "grandchild"
@@ -23,6 +26,10 @@ const (
 // grandchildWait bounds how long Main waits for its grandchildren after
 // closing their stdin: they exit at EOF, but Main must not hang on them.
 const grandchildWait = time.Second
+
+// sinkCloseTimeout bounds writing the last log lines at exit to a stderr
+// that may be stalled.
+const sinkCloseTimeout = 500 * time.Millisecond
 
 // flushTimeout bounds MainOptions.Flush, so telemetry never delays a
 // worker's exit by more than this.
@@ -45,10 +52,21 @@ func Main() int { return MainWith(MainOptions{}) }
 
 // MainWith is Main with a tracer and a flush hook, for hosts that trace.
 func MainWith(o MainOptions) int {
-	if os.Getenv(EnvMode) == ModeGrandchild {
+	if os.Getenv(protocol.EnvWorkerMode) == ModeGrandchild {
 		return grandchildMain()
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("pid", os.Getpid())
+	// A closed or stalled stderr (the manager's log reader went away) must
+	// neither kill nor block the worker: stdout is the command channel,
+	// and losing log lines is better than losing the pipeline.
+	logsink.SurviveSIGPIPE()
+	sink := logsink.New(os.Stderr, 256<<10)
+	closeSink := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), sinkCloseTimeout)
+		defer cancel()
+		_ = sink.Close(ctx)
+	}
+	defer closeSink()
+	log := slog.New(slog.NewTextHandler(sink, nil)).With("pid", os.Getpid())
 	var flushOnce sync.Once
 	flush := func() {
 		flushOnce.Do(func() {
@@ -91,9 +109,9 @@ func MainWith(o MainOptions) int {
 		In:              struct{ io.Reader }{os.Stdin},
 		Out:             os.Stdout,
 		Log:             log,
-		Chaos:           os.Getenv(EnvChaos) == "1",
+		Chaos:           os.Getenv(protocol.EnvWorkerChaos) == "1",
 		Terminate:       terminate,
-		Exit:            func(code int) { flush(); os.Exit(code) },
+		Exit:            func(code int) { flush(); closeSink(); os.Exit(code) },
 		SpawnGrandchild: spawner.spawn,
 		Tracer:          o.Tracer,
 	})
@@ -151,7 +169,7 @@ func (g *grandchildren) spawn() error {
 		return err
 	}
 	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), EnvMode+"="+ModeGrandchild)
+	cmd.Env = append(os.Environ(), protocol.EnvWorkerMode+"="+ModeGrandchild)
 	cmd.Stdin = r
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	err = cmd.Start()

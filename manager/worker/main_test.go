@@ -38,9 +38,9 @@ func startProcess(t *testing.T, chaos bool) *proc {
 	// The race detector sleeps a second before a process exits; these
 	// workers exit on purpose, often.
 	gorace := strings.TrimSpace(os.Getenv("GORACE") + " atexit_sleep_ms=0")
-	cmd.Env = append(os.Environ(), EnvMode+"="+ModeWorker, "GORACE="+gorace)
+	cmd.Env = append(os.Environ(), protocol.EnvWorkerMode+"="+ModeWorker, "GORACE="+gorace)
 	if chaos {
-		cmd.Env = append(cmd.Env, EnvChaos+"=1")
+		cmd.Env = append(cmd.Env, protocol.EnvWorkerChaos+"=1")
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	p := &proc{t: t, cmd: cmd, stderr: &lockedBuffer{}}
@@ -164,7 +164,7 @@ func TestProcessCrash(t *testing.T) {
 // worker is killed, because its stdin then reaches EOF.
 func TestProcessGrandchildEscapesAndEnds(t *testing.T) {
 	p := startProcess(t, true)
-	if resp := p.call(protocol.TypeChaos, map[string]any{"fault": FaultSpawnGrandchild}); !resp.OK() {
+	if resp := p.call(protocol.TypeChaos, map[string]any{"fault": protocol.ChaosSpawnGrandchild}); !resp.OK() {
 		t.Fatal(resp.Err())
 	}
 	// The log line is written before the reply but copied from the

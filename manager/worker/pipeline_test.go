@@ -2,9 +2,12 @@ package worker
 
 import (
 	"bytes"
+	"encoding/json"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/corral-dev/corral/manager/protocol"
 )
@@ -294,5 +297,46 @@ func TestCostSlowsInference(t *testing.T) {
 	latency := h.report()["latency_reports"].([]any)[0].(map[string]any)
 	if v := latency["inference_latency"].(float64); v < 0.019 {
 		t.Errorf("inference_latency = %v, want at least the 20 ms cost", v)
+	}
+}
+
+// Issue 9: a status report must stay bounded however long the pipeline
+// runs, since the manager caps worker replies
+// (STREAM_MANAGER_MAX_WORKER_FRAME_BYTES) and fails a pipeline whose reply
+// exceeds the cap. Every mute/resume pair adds two events; only the last
+// maxEvents are kept, and event text is cut.
+func TestStatusReportStaysBounded(t *testing.T) {
+	h := start(t, options{})
+	h.ok(protocol.TypeInit, initRequest("synthetic://8x8?fps=50", nil, nil))
+	size := func() int {
+		body, err := json.Marshal(h.report())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(body)
+	}
+	for range maxEvents {
+		h.ok(protocol.TypeMute, nil)
+		h.ok(protocol.TypeResume, nil)
+	}
+	full := size()
+	if n := len(h.report()["video_source_status_updates"].([]any)); n != maxEvents {
+		t.Fatalf("%d events after %d mute/resume pairs, want the last %d", n, maxEvents, maxEvents)
+	}
+	for range maxEvents {
+		h.ok(protocol.TypeMute, nil)
+		h.ok(protocol.TypeResume, nil)
+	}
+	// Latency averages and throughput change width; the events do not add.
+	if later := size(); later > full+1024 || later > 16<<10 {
+		t.Fatalf("report grew from %d to %d bytes over %d more mute/resume pairs, want it bounded (16 KiB)", full, later, maxEvents)
+	}
+	t.Logf("full report: %d bytes", full)
+
+	var m monitor
+	m.emit(severityError, "SOURCE_ERROR", contextSource, map[string]any{"error_message": strings.Repeat("é", 10*maxPayloadText)})
+	msg := m.events[0].payload["error_message"].(string)
+	if len(msg) > maxPayloadText+len("…") || !utf8.ValidString(msg) {
+		t.Fatalf("error message kept %d bytes (valid UTF-8: %v), want at most %d", len(msg), utf8.ValidString(msg), maxPayloadText)
 	}
 }

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -32,6 +33,9 @@ const (
 	// maxEvents bounds video_source_status_updates: a report shows the
 	// recent past, not the pipeline's whole life.
 	maxEvents = 32
+	// maxPayloadText bounds each text value of an event payload (an error
+	// message), so the events kept bound the report's size too.
+	maxPayloadText = 512
 	// maxSamples bounds the frames latency averages are taken over.
 	maxSamples = 64
 	// throughputWindow is how far back inference_throughput counts
@@ -78,8 +82,14 @@ type monitor struct {
 	started time.Time
 }
 
-// emit records an event, dropping the oldest beyond maxEvents.
+// emit records an event, dropping the oldest beyond maxEvents; payload
+// text longer than maxPayloadText is cut (marked with an ellipsis).
 func (m *monitor) emit(severity int, kind, ctx string, payload map[string]any) {
+	for k, v := range payload {
+		if text, ok := v.(string); ok && len(text) > maxPayloadText {
+			payload[k] = strings.ToValidUTF8(text[:maxPayloadText], "") + "…"
+		}
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.emitLocked(event{at: time.Now(), severity: severity, kind: kind, payload: payload, context: ctx})

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/corral-dev/corral/manager/launch"
+	"github.com/corral-dev/corral/manager/protocol"
 )
 
 // TestHungWorker stops one worker with SIGSTOP: a status on it must end in
@@ -326,10 +327,10 @@ func markerOf(t *testing.T, pid int) string {
 		t.Fatalf("read environ of worker %d: %v", pid, err)
 	}
 	for kv := range strings.SplitSeq(string(b), "\x00") {
-		if v, ok := strings.CutPrefix(kv, launch.MarkerEnv+"="); ok && v != "" {
+		if v, ok := strings.CutPrefix(kv, protocol.EnvManagerMarker+"="); ok && v != "" {
 			return v
 		}
 	}
-	t.Fatalf("worker %d has no %s in its environment", pid, launch.MarkerEnv)
+	t.Fatalf("worker %d has no %s in its environment", pid, protocol.EnvManagerMarker)
 	return ""
 }

@@ -9,7 +9,6 @@ import (
 
 	"github.com/corral-dev/corral/manager"
 	"github.com/corral-dev/corral/manager/protocol"
-	"github.com/corral-dev/corral/manager/worker"
 )
 
 // Video references init must accept, and ones it must refuse with
@@ -27,8 +26,8 @@ const (
 	slowProbeBelow = "slow_probe_below"
 )
 
-var faults = []string{worker.FaultHangQueue, slowProbeAbove, slowProbeBelow, worker.FaultStaleResponses,
-	worker.FaultGarbageOutput, worker.FaultCrash, worker.FaultIgnoreSigterm, worker.FaultHeal}
+var faults = []string{protocol.ChaosHangQueue, slowProbeAbove, slowProbeBelow, protocol.ChaosStaleResponses,
+	protocol.ChaosGarbageOutput, protocol.ChaosCrash, protocol.ChaosIgnoreSigterm, protocol.ChaosHeal}
 
 // actions is the state machine: "" is the invariant after every step.
 func (mc *machine) actions() map[string]func(*rapid.T) {
@@ -266,7 +265,7 @@ func (mc *machine) terminateRacing(t *rapid.T) {
 		protocol.TypeConsumeResult, protocol.TypeChaos, protocol.TypeTerminate}).Draw(t, "command_while_terminating")
 	// A worker that ignores SIGTERM stays in the table, marked, for the
 	// whole grace period: the window this action aims at.
-	if r := mc.do(t, protocol.TypeChaos, id, map[string]any{"fault": worker.FaultIgnoreSigterm}); !mc.answerLive(t, "chaos ignore_sigterm", id, r) {
+	if r := mc.do(t, protocol.TypeChaos, id, map[string]any{protocol.ChaosFieldFault: protocol.ChaosIgnoreSigterm}); !mc.answerLive(t, "chaos ignore_sigterm", id, r) {
 		return
 	}
 	req, err := request(protocol.TypeTerminate, id, nil)
@@ -285,7 +284,7 @@ func (mc *machine) terminateRacing(t *rapid.T) {
 	_, marked := mc.ev.waitFor(mc.handleBound(), func(e manager.Event) bool {
 		switch e := e.(type) {
 		case manager.PipelineStateChanged:
-			return e.PipelineID == id && e.To == manager.StateTerminating
+			return e.PipelineID == id && e.To == protocol.StateTerminating
 		case manager.WorkerExited:
 			return e.PipelineID == id
 		}
@@ -293,7 +292,7 @@ func (mc *machine) terminateRacing(t *rapid.T) {
 	})
 	var fields map[string]any
 	if typ == protocol.TypeChaos {
-		fields = map[string]any{"fault": worker.FaultHeal}
+		fields = map[string]any{protocol.ChaosFieldFault: protocol.ChaosHeal}
 	}
 	r := mc.do(t, typ, id, fields)
 	a := <-done // bounded by call
@@ -323,19 +322,19 @@ func (mc *machine) terminateRacing(t *rapid.T) {
 func (mc *machine) chaos(t *rapid.T) {
 	fault := rapid.SampledFrom(faults).Draw(t, "fault")
 	id, p := mc.drawTarget(t)
-	fields := map[string]any{"fault": fault}
+	fields := map[string]any{protocol.ChaosFieldFault: fault}
 	switch fault {
-	case worker.FaultHangQueue:
+	case protocol.ChaosHangQueue:
 		fields["duration_seconds"] = rapid.SampledFrom([]float64{0.05, 0.2, 0.5, 1}).Draw(t, "hang_seconds")
 	case slowProbeAbove:
-		fields["fault"] = worker.FaultSlowProbe
+		fields["fault"] = protocol.ChaosSlowProbe
 		factor := rapid.SampledFrom([]float64{1.5, 3}).Draw(t, "probe_delay_over_timeout")
 		fields["delay_seconds"] = factor * mc.cfg.HealthCheckTimeout.Seconds()
 	case slowProbeBelow:
 		// Well under the probe and command floors: slow but healthy.
-		fields["fault"] = worker.FaultSlowProbe
+		fields["fault"] = protocol.ChaosSlowProbe
 		fields["delay_seconds"] = mc.cfg.ProbeTimeoutFloor.Seconds() / 6
-	case worker.FaultCrash:
+	case protocol.ChaosCrash:
 		fields["exit_code"] = rapid.IntRange(0, 3).Draw(t, "exit_code")
 	}
 	r := mc.do(t, protocol.TypeChaos, id, fields)
@@ -345,10 +344,10 @@ func (mc *machine) chaos(t *rapid.T) {
 		}
 		return
 	}
-	if fault != worker.FaultCrash {
+	if fault != protocol.ChaosCrash {
 		mc.answerLive(t, "chaos "+fault, id, r)
 		switch fault {
-		case worker.FaultHangQueue, slowProbeAbove:
+		case protocol.ChaosHangQueue, slowProbeAbove:
 			mc.volatile(id, fault)
 		}
 		return
@@ -382,7 +381,7 @@ func (mc *machine) crashIdle(t *rapid.T) {
 		t.Skip("no idle worker")
 	}
 	id := rapid.SampledFrom(idle).Draw(t, "idle_id")
-	r := mc.do(t, protocol.TypeChaos, id, map[string]any{"fault": worker.FaultCrash})
+	r := mc.do(t, protocol.TypeChaos, id, map[string]any{protocol.ChaosFieldFault: protocol.ChaosCrash})
 	if !isType(r, protocol.ErrTypeOperation) {
 		t.Fatalf("chaos crash of idle worker %s: %s, want operation_error", id, describe(r))
 	}
@@ -465,7 +464,7 @@ func (mc *machine) inspect(t *rapid.T) {
 	if r.Fields["shutting_down"] != false {
 		t.Fatalf("inspect: shutting_down = %v before Shutdown", r.Fields["shutting_down"])
 	}
-	infos := r.Fields["pipelines"].([]manager.PipelineInfo)
+	infos := r.Fields["pipelines"].([]protocol.PipelineInfo)
 	for _, p := range infos {
 		mc.checkEntry(t, p)
 	}

@@ -64,7 +64,7 @@ type machine struct {
 // slowOnSpawn is an event hook that takes 5ms over the event of a newly
 // started worker (a slow exporter or a blocked log writer would).
 func slowOnSpawn(e manager.Event) {
-	if e, ok := e.(manager.PipelineStateChanged); ok && e.From == "" && e.To == manager.StateIdle {
+	if e, ok := e.(manager.PipelineStateChanged); ok && e.From == "" && e.To == protocol.StateIdle {
 		time.Sleep(5 * time.Millisecond) // the observer's own cost, not synchronisation
 	}
 }
@@ -175,13 +175,13 @@ func (mc *machine) left(id, how string) {
 	}
 }
 
-func (mc *machine) entry(id string) (manager.PipelineInfo, bool) {
+func (mc *machine) entry(id string) (protocol.PipelineInfo, bool) {
 	for _, p := range mc.m.Snapshot().Pipelines {
 		if p.PipelineID == id {
 			return p, true
 		}
 	}
-	return manager.PipelineInfo{}, false
+	return protocol.PipelineInfo{}, false
 }
 
 // mayLeave reports why the live pipeline id may have left the table by
@@ -257,7 +257,7 @@ func (mc *machine) check(t *rapid.T) {
 			mc.lastStale, snap.StaleResponses, mc.lastTimeouts, snap.Timeouts)
 	}
 	mc.lastStale, mc.lastTimeouts = snap.StaleResponses, snap.Timeouts
-	in := map[string]manager.PipelineInfo{}
+	in := map[string]protocol.PipelineInfo{}
 	idle := 0
 	for _, p := range snap.Pipelines {
 		in[p.PipelineID] = p
@@ -284,7 +284,7 @@ func (mc *machine) check(t *rapid.T) {
 			mc.volatile(id, why)
 		case p.MarkedForRemoval:
 			t.Fatalf("healthy pipeline %s is marked for removal: %+v%s", id, p, mc.ev.history(id))
-		case model.muted && p.State != manager.StatePaused, !model.muted && p.State != manager.StateRunning:
+		case model.muted && p.State != protocol.StatePaused, !model.muted && p.State != protocol.StateRunning:
 			t.Fatalf("pipeline %s: state %s, but muted=%v", id, p.State, model.muted)
 		}
 	}
@@ -292,7 +292,7 @@ func (mc *machine) check(t *rapid.T) {
 }
 
 // checkEntry checks one table entry on its own.
-func (mc *machine) checkEntry(t *rapid.T, p manager.PipelineInfo) {
+func (mc *machine) checkEntry(t *rapid.T, p protocol.PipelineInfo) {
 	t.Helper()
 	if how, ok := mc.gone[p.PipelineID]; ok {
 		t.Fatalf("pipeline %s is in the table again after it left (%s): %+v", p.PipelineID, how, p)
@@ -302,7 +302,7 @@ func (mc *machine) checkEntry(t *rapid.T, p manager.PipelineInfo) {
 			t.Fatalf("pipeline %s in the table was never returned by init: %+v", p.PipelineID, p)
 		}
 	}
-	if p.Idle && (p.State != manager.StateIdle || p.MarkedForRemoval) {
+	if p.Idle && (p.State != protocol.StateIdle || p.MarkedForRemoval) {
 		t.Fatalf("idle worker %s: state %s, marked %v", p.PipelineID, p.State, p.MarkedForRemoval)
 	}
 	h := p.Health
@@ -317,7 +317,7 @@ func (mc *machine) checkEntry(t *rapid.T, p manager.PipelineInfo) {
 		_, ok := mc.ev.waitFor(mc.handleBound(), func(e manager.Event) bool {
 			switch e := e.(type) {
 			case manager.PipelineStateChanged:
-				return e.PipelineID == p.PipelineID && e.To == manager.StateTerminating
+				return e.PipelineID == p.PipelineID && e.To == protocol.StateTerminating
 			case manager.WorkerExited:
 				return e.PipelineID == p.PipelineID
 			}

@@ -322,7 +322,7 @@ func shapeError(req *protocol.Request, r protocol.Response) error {
 			return fmt.Errorf("list_pipelines: pipelines is %T", r.Fields["pipelines"])
 		}
 	case protocol.TypeInspect:
-		if _, ok := r.Fields["pipelines"].([]manager.PipelineInfo); !ok {
+		if _, ok := r.Fields["pipelines"].([]protocol.PipelineInfo); !ok {
 			return fmt.Errorf("inspect: pipelines is %T", r.Fields["pipelines"])
 		}
 	}

@@ -1,0 +1,66 @@
+package protocol
+
+import "time"
+
+// State is a pipeline's state in the manager's table, as inspect shows it.
+type State string
+
+// Pipeline states of an inspect answer.
+const (
+	StateIdle        State = "idle"        // a warm-pool worker, not yet taken
+	StateStarting    State = "starting"    // launched, init not yet answered
+	StateRunning     State = "running"     // init answered ok
+	StatePaused      State = "paused"      // muted
+	StateTerminating State = "terminating" // its stop sequence runs
+	StateFailed      State = "failed"      // its worker exited or broke
+)
+
+// Inspect is the body of a successful inspect answer (a Corral extension):
+// the manager's own view of its table.
+type Inspect struct {
+	// Pipelines are sorted by pipeline id; never null on the wire.
+	Pipelines    []PipelineInfo `json:"pipelines"`
+	ShuttingDown bool           `json:"shutting_down"`
+	// StaleResponses counts worker replies dropped as stale, Timeouts the
+	// worker calls that timed out, since the manager started.
+	StaleResponses int64 `json:"stale_responses"`
+	Timeouts       int64 `json:"timeouts"`
+}
+
+// Fields returns the answer's body fields (for Success).
+func (in Inspect) Fields() map[string]any {
+	pipelines := in.Pipelines
+	if pipelines == nil {
+		pipelines = []PipelineInfo{}
+	}
+	return map[string]any{
+		"pipelines":       pipelines,
+		"shutting_down":   in.ShuttingDown,
+		"stale_responses": in.StaleResponses,
+		"timeouts":        in.Timeouts,
+	}
+}
+
+// PipelineInfo is one pipeline of an inspect answer.
+type PipelineInfo struct {
+	PipelineID       string     `json:"pipeline_id"`
+	State            State      `json:"state"`
+	Idle             bool       `json:"idle"`
+	MarkedForRemoval bool       `json:"marked_for_removal"`
+	Pid              int        `json:"pid"`
+	Pgid             int        `json:"pgid"`
+	Health           HealthInfo `json:"health"`
+}
+
+// HealthInfo is a pipeline's health record.
+type HealthInfo struct {
+	ConsecutiveFailures int `json:"consecutive_failures"`
+	// LastProbe is nil until the first probe.
+	LastProbe *time.Time `json:"last_probe"`
+	LastError string     `json:"last_error,omitempty"`
+	// ProbeTimeout is the adaptive probe timeout now, in seconds (inside
+	// the manager's configured floor and ceiling).
+	ProbeTimeout float64 `json:"probe_timeout_seconds"`
+	// ProbeInterval is the time between probes, in seconds.
+	ProbeInterval float64 `json:"probe_interval_seconds"`
+}
