@@ -24,6 +24,7 @@ const (
 	effectHang
 	effectSlowProbe
 	effectCorrupt
+	effectAbandon
 )
 
 // fault is a catalogue entry: metadata plus its inject function.
@@ -45,6 +46,7 @@ func (f *fault) Exits() bool               { return f.effect&effectExit != 0 }
 func (f *fault) Hangs() bool               { return f.effect&effectHang != 0 }
 func (f *fault) SlowsProbes() bool         { return f.effect&effectSlowProbe != 0 }
 func (f *fault) CorruptsReplies() bool     { return f.effect&effectCorrupt != 0 }
+func (f *fault) AbandonsConnections() bool { return f.effect&effectAbandon != 0 }
 func (f *fault) InWorker() bool            { return f.level == LevelWorker }
 func (f *fault) EndsManager() bool         { return f.level == LevelManager }
 
@@ -76,6 +78,8 @@ func catalogue() []*fault {
 		{name: protocol.FaultOversizedFrame, level: LevelClient, inject: injectOversized},
 		{name: protocol.FaultMalformedFrame, level: LevelClient, inject: injectMalformed},
 		{name: protocol.FaultClientBurst, level: LevelClient, inject: injectBurst},
+		{name: protocol.FaultInitStorm, level: LevelClient, defaultFor: 3 * time.Second, inject: injectInitStorm},
+		{name: protocol.FaultAbandonRequest, level: LevelClient, pipeline: true, effect: effectAbandon, inject: injectAbandon},
 		{name: protocol.FaultManagerSigterm, level: LevelManager, inject: injectManagerSignal("SIGTERM")},
 		{name: protocol.FaultManagerSigkill, level: LevelManager, inject: injectManagerSignal("SIGKILL")},
 	}

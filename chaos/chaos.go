@@ -30,6 +30,14 @@ type Target struct {
 	// Signal delivers manager-level signals; nil means syscall.Kill on
 	// ManagerPid. The embedded manager sets it to reach its own shutdown.
 	Signal func(sig string) error
+	// FindWorker resolves a pipeline id to its worker's pid and process
+	// group for process-level faults, when the server has no inspect (a
+	// foreign manager does not say which process runs which pipeline; the
+	// harness maps them from the process census around each init).
+	// source says how the pid was found, for the history. An error means
+	// the fault cannot be aimed: it is returned, never replaced by a
+	// guess. nil means inspect only.
+	FindWorker func(ctx context.Context, pipelineID string) (pid, pgid int, source string, err error)
 }
 
 // Spec is one fault to inject.
@@ -76,6 +84,10 @@ type Fault interface {
 	// CorruptsReplies: the worker's replies are stale or not JSON while
 	// the fault lasts; the worker itself stays alive and answering.
 	CorruptsReplies() bool
+	// AbandonsConnections: the fault's clients send complete requests and
+	// are gone (reset) before the answers: none of its connections is a
+	// live client's once it has fired.
+	AbandonsConnections() bool
 	// InWorker: the fault is injected inside a worker with the chaos
 	// command (LevelWorker).
 	InWorker() bool

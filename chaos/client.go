@@ -241,12 +241,9 @@ func injectBurst(ctx context.Context, f *fault, t Target, s Spec) (Injection, er
 	if err != nil {
 		return nil, err
 	}
-	n, err := intParam(f.name, s.Params, "clients", 50)
+	n, err := countParam(f.name, s.Params, "clients", 50, 1, maxBurst)
 	if err != nil {
 		return nil, err
-	}
-	if n < 1 || n > maxBurst {
-		return nil, errorf(f.name, ErrBadParam, nil, "clients = %d must be in 1..%d", n, maxBurst)
 	}
 	in := newInjection(f.name, map[string]any{"addr": addr, "clients": n})
 	in.background(ctx, false, func(ctx context.Context) {

@@ -64,7 +64,7 @@ func TestStallHealEndsTheHold(t *testing.T) {
 func TestClientFaultsOnlyOnLoopback(t *testing.T) {
 	target := chaos.Target{Client: &protocol.Client{Addr: "192.0.2.1:7070"}}
 	for _, name := range chaos.Levels()[chaos.LevelClient] {
-		if _, err := mustLookup(t, name).Inject(t.Context(), target, chaos.Spec{}); !isErr(err, chaos.ErrNotLoopback) {
+		if _, err := mustLookup(t, name).Inject(t.Context(), target, chaos.Spec{PipelineID: "p1"}); !isErr(err, chaos.ErrNotLoopback) {
 			t.Errorf("%s: err = %v, want ErrNotLoopback", name, err)
 		}
 	}

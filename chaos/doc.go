@@ -7,15 +7,13 @@
 // Catalogue lists every fault; Levels groups their names by level.
 //
 //   - process: crash (SIGKILL the worker's process group) and hang_process
-//     (SIGSTOP, healed by SIGCONT). The worker's pid and pgid come from the
-//     manager's inspect command. Against a foreign server that does not
-//     know inspect, Target.ManagerPid enables a /proc fallback: the
-//     manager's live child processes sorted by pid, of which the one at
-//     Params["index"] (modulo their number) or else at an FNV-1a hash of
-//     the pipeline id is chosen. That mapping is a heuristic: a foreign
-//     server does not say which child runs which pipeline. A process group
-//     shared with the manager or with this process is never signalled as a
-//     group; only the worker's pid is.
+//     (SIGSTOP, healed by SIGCONT). The worker's pid and pgid come from
+//     Target.FindWorker when set (a foreign server without inspect: the
+//     harness maps pipelines to the processes that appeared around their
+//     init), else from the manager's inspect command. Neither available
+//     means the fault cannot be aimed (ErrPipelineNotFound); it never
+//     guesses. A process group shared with the manager or with this
+//     process is never signalled as a group; only the worker's pid is.
 //   - worker: the manager's chaos command (managers started with chaos):
 //     hang_queue, slow_probe, stale_responses, garbage_output,
 //     ignore_sigterm, slow_start, spawn_grandchild, and worker_crash (the
@@ -25,7 +23,11 @@
 //     (duration_seconds = Spec.For) because a hung queue cannot read a
 //     heal.
 //   - client: misbehaving clients on the wire (client_stall,
-//     client_disconnect, oversized_frame, malformed_frame, client_burst).
+//     client_disconnect, oversized_frame, malformed_frame, client_burst),
+//     and the limit pushers: init_storm (Params["inits"] concurrent inits
+//     of Params["video"]; its heal terminates the pipelines it created)
+//     and abandon_request (Params["requests"] complete requests of
+//     Params["command"] to the pipeline, then a reset of each connection).
 //     Inject starts them in a goroutine that Heal waits for (and the
 //     Inject context cancels): pass the run's context to Inject, not a
 //     per-call timeout. Every socket has a deadline, and only loopback

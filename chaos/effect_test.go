@@ -10,7 +10,7 @@ import (
 // TestCatalogueEffects pins each fault's effect predicates: checkers decide
 // by them, so a change here changes what the harness judges.
 func TestCatalogueEffects(t *testing.T) {
-	type effects struct{ kills, exits, hangs, slows, corrupts, inWorker, endsManager bool }
+	type effects struct{ kills, exits, hangs, slows, corrupts, abandons, inWorker, endsManager bool }
 	want := map[string]effects{
 		protocol.FaultCrash:            {kills: true},
 		protocol.FaultWorkerCrash:      {exits: true, inWorker: true},
@@ -27,6 +27,8 @@ func TestCatalogueEffects(t *testing.T) {
 		protocol.FaultOversizedFrame:   {},
 		protocol.FaultMalformedFrame:   {},
 		protocol.FaultClientBurst:      {},
+		protocol.FaultInitStorm:        {},
+		protocol.FaultAbandonRequest:   {abandons: true},
 		protocol.FaultManagerSigterm:   {endsManager: true},
 		protocol.FaultManagerSigkill:   {endsManager: true},
 	}
@@ -40,7 +42,7 @@ func TestCatalogueEffects(t *testing.T) {
 			t.Errorf("fault %s has no pinned effects", f.Name())
 			continue
 		}
-		got := effects{f.Kills(), f.Exits(), f.Hangs(), f.SlowsProbes(), f.CorruptsReplies(), f.InWorker(), f.EndsManager()}
+		got := effects{f.Kills(), f.Exits(), f.Hangs(), f.SlowsProbes(), f.CorruptsReplies(), f.AbandonsConnections(), f.InWorker(), f.EndsManager()}
 		if got != w {
 			t.Errorf("%s: effects %+v, want %+v", f.Name(), got, w)
 		}

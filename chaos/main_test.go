@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -69,38 +68,6 @@ func rejectInspect(next manager.Handler) manager.Handler {
 		}
 		return next.Handle(ctx, req)
 	})
-}
-
-// childIndex returns pid's position among this process's live children
-// sorted by pid, as the /proc fallback orders them.
-func childIndex(t *testing.T, pid int) int {
-	t.Helper()
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var kids []int
-	for _, e := range entries {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-		if f[1] == strconv.Itoa(os.Getpid()) && f[0] != "Z" {
-			kids = append(kids, p)
-		}
-	}
-	slices.Sort(kids)
-	i := slices.Index(kids, pid)
-	if i < 0 {
-		t.Fatalf("pid %d is not a live child (children: %v)", pid, kids)
-	}
-	return i
 }
 
 func isErr(err, target error) bool { return errors.Is(err, target) }

@@ -66,3 +66,12 @@ func secondsParam(fault string, params map[string]any, key string, def time.Dura
 	}
 	return time.Duration(v * float64(time.Second)), nil
 }
+
+// countParam reads a whole number in lo..hi, or def when absent.
+func countParam(fault string, params map[string]any, key string, def, lo, hi int) (int, error) {
+	n, err := intParam(fault, params, key, def)
+	if err == nil && (n < lo || n > hi) {
+		err = errorf(fault, ErrBadParam, nil, "%s = %d must be in %d..%d", key, n, lo, hi)
+	}
+	return n, err
+}

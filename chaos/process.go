@@ -3,7 +3,6 @@ package chaos
 import (
 	"context"
 	"errors"
-	"hash/fnv"
 	"os"
 	"syscall"
 
@@ -17,20 +16,27 @@ type workerProc struct {
 	source    string // "inspect" or "proc"
 }
 
-// findWorker resolves Spec.PipelineID to its worker: from inspect, or, when
-// the server does not know inspect and the manager pid is known, from the
-// manager's children in /proc (see the package documentation).
+// findWorker resolves Spec.PipelineID to its worker: through
+// Target.FindWorker when set, else from inspect. A server without inspect
+// and no FindWorker gives ErrPipelineNotFound: which of its processes runs
+// the pipeline is unknown, and a guess would signal another pipeline's
+// worker and blame the wrong one.
 func findWorker(ctx context.Context, fault string, t Target, s Spec) (workerProc, error) {
-	if t.Client == nil {
-		if t.ManagerPid > 0 {
-			return workerFromProc(fault, t, s)
+	if t.FindWorker != nil {
+		pid, pgid, source, err := t.FindWorker(ctx, s.PipelineID)
+		if err != nil {
+			return workerProc{}, errorf(fault, ErrPipelineNotFound, err, "find the worker of pipeline %s", s.PipelineID)
 		}
-		return workerProc{}, errorf(fault, ErrNoClient, nil, "cannot find pipeline %s without a client or a manager pid", s.PipelineID)
+		return workerProc{pid: pid, pgid: pgid, source: source}, nil
+	}
+	if t.Client == nil {
+		return workerProc{}, errorf(fault, ErrNoClient, nil, "cannot find pipeline %s without a client or Target.FindWorker", s.PipelineID)
 	}
 	resp, err := t.Client.Inspect(ctx)
 	if err != nil {
-		if errors.Is(err, &protocol.Error{Type: protocol.ErrTypeInvalidPayload}) && t.ManagerPid > 0 {
-			return workerFromProc(fault, t, s)
+		if errors.Is(err, &protocol.Error{Type: protocol.ErrTypeInvalidPayload}) {
+			return workerProc{}, errorf(fault, ErrPipelineNotFound, err,
+				"the server has no inspect, so which process runs pipeline %s is unknown (set Target.FindWorker)", s.PipelineID)
 		}
 		return workerProc{}, errorf(fault, nil, err, "inspect")
 	}
@@ -48,29 +54,6 @@ func findWorker(ctx context.Context, fault string, t Target, s Spec) (workerProc
 		return workerProc{pid: int(pid), pgid: int(pgid), source: "inspect"}, nil
 	}
 	return workerProc{}, errorf(fault, ErrPipelineNotFound, nil, "pipeline %s not found in inspect", s.PipelineID)
-}
-
-// workerFromProc picks one of the manager's live children: Params["index"]
-// if given, else an FNV-1a hash of the pipeline id, modulo their number.
-func workerFromProc(fault string, t Target, s Spec) (workerProc, error) {
-	kids, err := liveChildren(t.ManagerPid)
-	if err != nil {
-		return workerProc{}, errorf(fault, nil, err, "find pipeline %s", s.PipelineID)
-	}
-	if len(kids) == 0 {
-		return workerProc{}, errorf(fault, ErrPipelineNotFound, nil, "pipeline %s: manager %d has no child processes", s.PipelineID, t.ManagerPid)
-	}
-	index, err := intParam(fault, s.Params, "index", -1)
-	if err != nil {
-		return workerProc{}, err
-	}
-	if index < 0 {
-		h := fnv.New32a()
-		_, _ = h.Write([]byte(s.PipelineID))
-		index = int(h.Sum32() % uint32(len(kids)))
-	}
-	kid := kids[index%len(kids)]
-	return workerProc{pid: kid.Pid, pgid: kid.Pgid, source: "proc"}, nil
 }
 
 // signalWorker sends sig to the worker's process group, or to its pid alone when

@@ -2,9 +2,11 @@ package chaos_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -67,22 +69,44 @@ func TestHangProcessStopsAndHealResumes(t *testing.T) {
 	}
 }
 
-func TestProcessFaultFallsBackToProc(t *testing.T) {
-	// A foreign server without inspect: the worker is found among the
-	// manager's children (this process is the manager here).
+func TestProcessFaultWithoutInspectNeverGuesses(t *testing.T) {
+	// A foreign server without inspect: with no FindWorker the fault
+	// cannot be aimed and says so; it never picks one of the children.
+	r := start(t, testConfig(), rejectInspect)
+	id := r.Init(t)
+	target := chaos.Target{Client: r.Client, ManagerPid: os.Getpid()}
+	_, err := mustLookup(t, protocol.FaultCrash).Inject(t.Context(), target, chaos.Spec{PipelineID: id})
+	if !isErr(err, chaos.ErrPipelineNotFound) || !strings.Contains(err.Error(), "no inspect") {
+		t.Fatalf("err = %v, want ErrPipelineNotFound naming the missing inspect", err)
+	}
+}
+
+func TestProcessFaultUsesFindWorker(t *testing.T) {
+	// The harness's census mapping names the pid: the fault signals it
+	// and records how it was found.
 	r := start(t, testConfig(), rejectInspect)
 	id := r.Init(t)
 	pid := r.Pid(t, id)
-	target := chaos.Target{Client: r.Client, ManagerPid: os.Getpid()}
-	in, err := mustLookup(t, protocol.FaultHangProcess).Inject(t.Context(), target, chaos.Spec{PipelineID: id, Params: map[string]any{"index": childIndex(t, pid)}})
+	target := chaos.Target{Client: r.Client, ManagerPid: os.Getpid(),
+		FindWorker: func(_ context.Context, got string) (int, int, string, error) {
+			if got != id {
+				return 0, 0, "", errors.New("unknown pipeline")
+			}
+			return pid, pid, "census: test", nil
+		}}
+	in, err := mustLookup(t, protocol.FaultHangProcess).Inject(t.Context(), target, chaos.Spec{PipelineID: id})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer heal(t, in)
-	if obs := in.Observed(); obs["source"] != "proc" || obs["pid"] != pid {
-		t.Fatalf("observed = %v, want pid %d from /proc", obs, pid)
+	if obs := in.Observed(); obs["source"] != "census: test" || obs["pid"] != pid {
+		t.Fatalf("observed = %v, want pid %d from FindWorker", obs, pid)
 	}
 	eventually(t, "worker stopped", func() bool { return procState(pid) == "T" })
+	_, err = mustLookup(t, protocol.FaultCrash).Inject(t.Context(), target, chaos.Spec{PipelineID: "other"})
+	if !isErr(err, chaos.ErrPipelineNotFound) {
+		t.Fatalf("unmapped pipeline: err = %v, want ErrPipelineNotFound", err)
+	}
 }
 
 func TestSharedGroupSignalsThePidOnly(t *testing.T) {
@@ -96,12 +120,14 @@ func TestSharedGroupSignalsThePidOnly(t *testing.T) {
 	waited := make(chan error, 1)
 	go func() { waited <- cmd.Wait() }()
 	pid := cmd.Process.Pid
-	target := chaos.Target{ManagerPid: os.Getpid()} // no client: /proc only
-	in, err := mustLookup(t, protocol.FaultCrash).Inject(t.Context(), target, chaos.Spec{PipelineID: "p1", Params: map[string]any{"index": childIndex(t, pid)}})
+	target := chaos.Target{ManagerPid: os.Getpid(), FindWorker: func(context.Context, string) (int, int, string, error) {
+		return pid, syscall.Getpgrp(), "census: test", nil
+	}}
+	in, err := mustLookup(t, protocol.FaultCrash).Inject(t.Context(), target, chaos.Spec{PipelineID: "p1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if obs := in.Observed(); obs["pid"] != pid || obs["scope"] != "process" || obs["source"] != "proc" {
+	if obs := in.Observed(); obs["pid"] != pid || obs["scope"] != "process" || obs["source"] != "census: test" {
 		t.Fatalf("observed = %v, want pid %d signalled alone", obs, pid)
 	}
 	select {
@@ -124,7 +150,7 @@ func TestProcessFaultErrors(t *testing.T) {
 	if _, err := crash.Inject(t.Context(), chaos.Target{Client: r.Client}, chaos.Spec{}); !isErr(err, chaos.ErrNoPipeline) {
 		t.Errorf("no pipeline: err = %v, want ErrNoPipeline", err)
 	}
-	if _, err := crash.Inject(t.Context(), chaos.Target{}, chaos.Spec{PipelineID: "p"}); !isErr(err, chaos.ErrNoClient) {
+	if _, err := crash.Inject(t.Context(), chaos.Target{ManagerPid: os.Getpid()}, chaos.Spec{PipelineID: "p"}); !isErr(err, chaos.ErrNoClient) {
 		t.Errorf("no client: err = %v, want ErrNoClient", err)
 	}
 }

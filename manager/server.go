@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -20,10 +21,12 @@ var ErrServerClosed = errors.New("manager: server closed")
 // out, per connection, many connections at once.
 //
 // The client has nothing to send after its request, so while the handler
-// runs the server keeps reading: EOF or an error (the client closed or
-// reset) means it has gone, as net/http decides for its requests. Its
-// request's context is then cancelled and its connection stops counting
-// against MaxConnections at once, so departed clients never hold slots.
+// runs the server keeps reading to learn when the client has gone: a reset
+// or read error means gone at once; EOF means gone SocketTimeout later (a
+// client that half-closed may still read its answer; one that closed gets
+// no more time than any socket operation). Its request's context is then
+// cancelled and its connection stops counting against MaxConnections, so
+// departed clients never hold slots for long.
 type Server struct {
 	Handler Handler
 	// SocketTimeout bounds reading the request and writing the response,
@@ -202,9 +205,13 @@ func (s *Server) serveConn(conn net.Conn, admitted bool) {
 	s.write(conn, requestID, "", resp)
 }
 
-// watchPeer reads conn while its request is handled and calls gone once if
-// the client closes or resets it; bytes after the request are ignored. The
-// returned stop ends the watch and waits for its goroutine.
+// watchPeer reads conn while its request is handled and calls gone once
+// the client has left: at once when the connection is reset or fails, and
+// SocketTimeout after EOF, since a client that only half-closed its side
+// may still be reading (one request per connection: it has nothing more to
+// send) and gets the bound of any socket operation to be answered. Bytes
+// after the request are ignored. The returned stop ends the watch and
+// waits for its goroutine.
 func (s *Server) watchPeer(conn net.Conn, gone func(error)) (stop func()) {
 	s.mu.Lock()
 	if st := s.conns[conn]; st != nil {
@@ -213,21 +220,35 @@ func (s *Server) watchPeer(conn net.Conn, gone func(error)) (stop func()) {
 	s.mu.Unlock()
 	// After busy is set, so a deadline Shutdown set just before is undone.
 	_ = conn.SetReadDeadline(time.Time{})
+	stopped := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		buf := make([]byte, 512)
 		for {
-			if _, err := conn.Read(buf); err != nil {
-				// A timeout is stop's own deadline, never the client's.
-				if !isTimeout(err) {
-					gone(err)
+			_, err := conn.Read(buf)
+			switch {
+			case err == nil:
+				continue
+			case isTimeout(err):
+				return // stop's own deadline, never the client's
+			case errors.Is(err, io.EOF):
+				t := time.NewTimer(s.SocketTimeout)
+				defer t.Stop()
+				select {
+				case <-t.C:
+					gone(fmt.Errorf("half-closed and not answered within %s", s.SocketTimeout))
+				case <-stopped:
 				}
+				return
+			default:
+				gone(err)
 				return
 			}
 		}
 	}()
 	return func() {
+		close(stopped)
 		_ = conn.SetReadDeadline(time.Unix(1, 0))
 		<-done
 	}

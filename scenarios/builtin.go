@@ -97,6 +97,11 @@ func (s *Scenario) withDefaults() *Scenario {
 	c.Faults = slices.Clone(c.Faults)
 	c.Schedule = slices.Clone(c.Schedule)
 	c.Invariants = slices.Clone(c.Invariants)
+	c.Init = deepCopy(c.Init)
+	if c.Bounds != nil {
+		b := *c.Bounds
+		c.Bounds = &b
+	}
 	return &c
 }
 
@@ -163,6 +168,9 @@ func (s *Scenario) Validate() error {
 		if f.Target < 0 || f.Target > pipelines {
 			bad(field+".target", "must be a logical pipeline in 1..%d or 0 for the fault's own choice (got %d)", pipelines, f.Target)
 		}
+	}
+	if s.Bounds != nil {
+		errs = append(errs, s.Bounds.validate("bounds.")...)
 	}
 	switch s.Shutdown {
 	case "", ShutdownGraceful, ShutdownUnderLoad, ShutdownKill:

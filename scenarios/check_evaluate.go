@@ -23,6 +23,7 @@ const (
 	CheckHangDetected      = "hang_detected"
 	CheckFaultCoverage     = "fault_coverage"
 	CheckSLOs              = "slos"
+	CheckLimits            = "limits"
 )
 
 // CrashDetectionBound is how soon after a worker's death the manager must
@@ -56,6 +57,7 @@ func allCheckers() []Checker {
 		checkerFunc{CheckHangDetected, checkHangDetected},
 		checkerFunc{CheckFaultCoverage, checkFaultCoverage},
 		checkerFunc{CheckSLOs, checkSLOs},
+		checkerFunc{CheckLimits, checkLimits},
 	}
 }
 
@@ -133,7 +135,35 @@ func Evaluate(d *RunData, checkers []Checker) *Report {
 	for cmd, lat := range commandLatencies(d) {
 		rep.Latency[cmd] = percentilesOf(lat)
 	}
+	rep.Verdict = runVerdict(rep.Results)
+	rep.NotApplicable = notApplicableFaults(d)
+	rep.Counts["faults_not_applicable"] = len(rep.NotApplicable)
+	rep.Target = TargetInfo{Embedded: d.Embedded, Profile: d.Profile, Bounds: d.Bounds.Declared(), Addr: d.TargetAddr, Pid: d.TargetPid}
 	return rep
+}
+
+// Run verdicts (Report.Verdict), as the summary header, the RESULT line,
+// report.json and junit.xml print them.
+const (
+	VerdictValid   = "VALID"
+	VerdictInvalid = "INVALID"
+	VerdictUnknown = "UNKNOWN"
+)
+
+// runVerdict is the run's one verdict: INVALID if any checker is
+// invalid, else UNKNOWN if any is unknown (never a pass), else VALID.
+func runVerdict(results []Result) string {
+	v := VerdictValid
+	for _, r := range results {
+		switch r.Verdict {
+		case Invalid:
+			return VerdictInvalid
+		case Valid:
+		default:
+			v = VerdictUnknown
+		}
+	}
+	return v
 }
 
 // healPrefix starts the name of a heal op of the nemesis ("heal:crash").

@@ -9,9 +9,13 @@ import (
 	"github.com/corral-dev/corral/chaos"
 )
 
-// checkFaultCoverage: each fault of the plan fired (the nemesis recorded
-// an ok injection) and its effect was seen. A fault that never fired is
-// invalid; one that fired with no visible effect is unknown.
+// checkFaultCoverage: each applicable fault of the plan fired (the
+// nemesis recorded an ok injection) and its effect was seen. A fault that
+// never fired is invalid; one that fired with no visible effect, or whose
+// injection went unanswered, is unknown. Faults the target could not take
+// (planned at a level its profile lacks, or aimed at a pipeline the
+// manager had already removed, or at a worker that could not be told
+// apart) are not applicable: listed, never counted as never fired.
 func checkFaultCoverage(d *RunData) Result {
 	var planned []PlanEntry
 	for _, p := range d.Plan {
@@ -24,28 +28,33 @@ func checkFaultCoverage(d *RunData) Result {
 	}
 	faults := nemesisFaults(d)
 	v := newOpView(d.Ops)
-	byName := map[string][]faultWindow{}
-	for _, w := range faults {
-		byName[w.F] = append(byName[w.F], w)
-	}
+	match := faultMatcher(faults)
 	bound := HangBound(d.Bounds)
 	end := runEnd(d)
 	dead := deadPids(d, false) // the census alone: a crash op is no proof of its effect
-	used := map[string]int{}
-	var invalid, unknown, notes []string
-	fired := 0
+	var invalid, unknown, notes, na []string
+	fired, runtimeNA := 0, 0
 	for _, p := range planned {
 		name := fmt.Sprintf("%s planned at %v", p.F, p.At.D())
 		if p.Target != 0 {
 			name += fmt.Sprintf(" on pipeline #%d", p.Target)
 		}
-		k := used[p.F]
-		used[p.F]++
-		if k >= len(byName[p.F]) {
+		if p.NotApplicable != "" {
+			na = append(na, fmt.Sprintf("%s: not applicable: %s", name, p.NotApplicable))
+			continue
+		}
+		w, ok := match(p)
+		if !ok {
 			invalid = append(invalid, name+": never fired (no injection in the history)")
 			continue
 		}
-		w := byName[p.F][k]
+		if c := v.completion(w.Invoke); c != nil {
+			if why := notApplicableOf(c); why != "" {
+				runtimeNA++
+				na = append(na, fmt.Sprintf("%s: not applicable (%s): %s", name, describeOp(c), why))
+				continue
+			}
+		}
 		if w.OK == nil {
 			c := v.completion(w.Invoke)
 			switch {
@@ -102,16 +111,95 @@ func checkFaultCoverage(d *RunData) Result {
 			notes = append(notes, fmt.Sprintf("%s: fired (%s)", name, describeOp(w.OK)))
 		}
 	}
-	details := append(append(invalid, unknown...), notes...)
+	details := append(append(append(invalid, unknown...), na...), notes...)
+	applicable := len(planned) - len(na) + runtimeNA
+	naText := ""
+	if len(na) > 0 {
+		naText = fmt.Sprintf("; %d not applicable to this target (listed)", len(na))
+	}
 	switch {
 	case len(invalid) > 0:
-		return Result{Verdict: Invalid, Summary: fmt.Sprintf("%d of %d planned faults never fired", len(invalid), len(planned)),
+		return Result{Verdict: Invalid, Summary: fmt.Sprintf("%d of %d applicable planned faults never fired%s", len(invalid), applicable, naText),
 			Details: capDetails(details)}
 	case len(unknown) > 0:
-		return Result{Verdict: Unknown, Summary: fmt.Sprintf("%d of %d planned faults fired with no effect seen", len(unknown), len(planned)),
+		return Result{Verdict: Unknown, Summary: fmt.Sprintf("%d of %d applicable planned faults fired with no effect seen%s", len(unknown), applicable, naText),
+			Details: capDetails(details)}
+	case runtimeNA > 0 && fired == 0:
+		// Every fault found its pipeline gone: the run tested nothing, and
+		// a manager that loses pipelines must not pass for it.
+		return Result{Verdict: Unknown, Summary: fmt.Sprintf("none of %d applicable planned faults found a live target%s", applicable, naText),
 			Details: capDetails(details)}
 	}
-	return Result{Verdict: Valid, Summary: fmt.Sprintf("all %d planned faults fired and were observed", fired), Details: capDetails(details)}
+	return Result{Verdict: Valid, Summary: fmt.Sprintf("all %d applicable planned faults fired and were observed%s", fired, naText), Details: capDetails(details)}
+}
+
+// faultMatcher pairs planned faults with the history's injections: by the
+// planned time each invoke carries (PlannedAtKey), else the k-th planned
+// fault of a name with its k-th injection. Each injection pairs once.
+func faultMatcher(faults []faultWindow) func(PlanEntry) (faultWindow, bool) {
+	byName := map[string][]int{}
+	bySlot := map[string]int{}
+	for i, w := range faults {
+		byName[w.F] = append(byName[w.F], i)
+		if at, ok := valueFields(w.Invoke.Value)[PlannedAtKey].(string); ok {
+			bySlot[w.F+"@"+at] = i
+		}
+	}
+	used := map[int]bool{}
+	next := map[string]int{}
+	return func(p PlanEntry) (faultWindow, bool) {
+		if i, ok := bySlot[p.F+"@"+p.At.D().String()]; ok && !used[i] {
+			used[i] = true
+			return faults[i], true
+		}
+		for next[p.F] < len(byName[p.F]) {
+			i := byName[p.F][next[p.F]]
+			next[p.F]++
+			if !used[i] {
+				used[i] = true
+				return faults[i], true
+			}
+		}
+		return faultWindow{}, false
+	}
+}
+
+// notApplicableOf returns why a nemesis completion was not applicable, or
+// "" (see runner.inject).
+func notApplicableOf(c *Op) string {
+	if c == nil || c.Type != OpFail {
+		return ""
+	}
+	why, _ := valueFields(c.Value)[NotApplicableKey].(string)
+	return why
+}
+
+// notApplicableFaults lists the planned faults the target could not take:
+// those marked at planning time and those the nemesis found inapplicable.
+func notApplicableFaults(d *RunData) []NotApplicableFault {
+	var out []NotApplicableFault
+	for _, p := range d.Plan {
+		if p.Kind == KindFault && p.NotApplicable != "" {
+			out = append(out, NotApplicableFault{Fault: p.F, At: p.At, Target: p.Target, Reason: p.NotApplicable})
+		}
+	}
+	v := newOpView(d.Ops)
+	for i := range d.Ops {
+		inv := &d.Ops[i]
+		if inv.Process != Nemesis || inv.Type != OpInvoke {
+			continue
+		}
+		if why := notApplicableOf(v.completion(inv)); why != "" {
+			at := Duration(inv.Time)
+			if s, ok := valueFields(inv.Value)[PlannedAtKey].(string); ok {
+				if dd, err := time.ParseDuration(s); err == nil {
+					at = Duration(dd)
+				}
+			}
+			out = append(out, NotApplicableFault{Fault: inv.F, At: at, Target: inv.Pipeline, Reason: why})
+		}
+	}
+	return out
 }
 
 // clientFaultOutcome judges a client fault by the observation its heal

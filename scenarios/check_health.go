@@ -106,7 +106,10 @@ func deadPids(d *RunData, crashOps bool) map[int]struct {
 // with each other, with list_pipelines and with the processes.
 func checkConsistentHealth(d *RunData) Result {
 	if len(d.Inspects) == 0 {
-		return Result{Verdict: Unknown, Summary: "no inspect samples were taken"}
+		if len(d.Polls) > 0 {
+			return checkConsistentHealthPolls(d)
+		}
+		return Result{Verdict: Unknown, Summary: "no inspect samples and no list/status polls were taken"}
 	}
 	b := d.Bounds
 	var details []string
@@ -114,7 +117,7 @@ func checkConsistentHealth(d *RunData) Result {
 		details = append(details, fmt.Sprintf("inspect at %s: ", secs(s.Time))+fmt.Sprintf(format, args...))
 	}
 	dead := deadPids(d, true)
-	detect := int64(CrashDetectionBound + b.Epsilon)
+	detect := int64(b.crashBound() + b.Epsilon)
 
 	// Pipelines a client terminated: their entry must go with them.
 	terminated := map[string]*Op{}
@@ -166,7 +169,7 @@ func checkConsistentHealth(d *RunData) Result {
 			}
 			if death, ok := dead[p.Pid]; ok && p.Pid > 0 && s.Time > death.at+detect {
 				add(s, "pipeline %s still has pid %d, dead for %v (%s), bound %v", p.PipelineID, p.Pid,
-					time.Duration(s.Time-death.at).Round(time.Millisecond), death.how, CrashDetectionBound+b.Epsilon)
+					time.Duration(s.Time-death.at).Round(time.Millisecond), death.how, b.crashBound()+b.Epsilon)
 			}
 			if t, ok := terminated[p.PipelineID]; ok && s.Time > t.Time+detect {
 				add(s, "pipeline %s is still in the table %v after its terminate was answered ok (op %d)",
@@ -242,10 +245,13 @@ func checkConsistentHealth(d *RunData) Result {
 		Details: capDetails(details)}
 }
 
-// checkCrashDetected: each crashed worker leaves the table within
-// CrashDetectionBound + epsilon.
+// checkCrashDetected: each crashed worker leaves the table within the
+// crash-detection bound + epsilon. Without inspect, the crashed pipeline's
+// id must leave list_pipelines, or its status must report a failure,
+// within the same bound.
 func checkCrashDetected(d *RunData) Result {
-	bound := CrashDetectionBound + d.Bounds.Epsilon
+	bound := d.Bounds.crashBound() + d.Bounds.Epsilon
+	polls := len(d.Inspects) == 0 && len(d.Polls) > 0
 	var details, unknown []string
 	n := 0
 	for _, w := range nemesisFaults(d) {
@@ -261,22 +267,43 @@ func checkCrashDetected(d *RunData) Result {
 		}
 		n++
 		pid := faultPid(w)
-		gone := func(s *InspectSample) bool {
+		verdict, when := detectedGone(d, w, int64(bound), polls, func(s *InspectSample) bool {
 			if pid > 0 {
 				return findPid(s, pid) == nil
 			}
 			return findEntry(s, w.PipelineID) == nil
-		}
-		verdict, when := detectedBy(d, w.Start, int64(bound), gone)
-		switch verdict {
-		case Invalid:
+		})
+		switch {
+		case verdict == Invalid && polls:
+			details = append(details, fmt.Sprintf("%s: %s (pid %d) still listed with a healthy status at %s, %v after the crash (bound %v)",
+				describeOp(w.OK), w.PipelineID, pid, secs(when), time.Duration(when-w.Start).Round(time.Millisecond), bound))
+		case verdict == Invalid:
 			details = append(details, fmt.Sprintf("%s: pid %d of %s still in the table at %s, %v after the crash (bound %v)",
 				describeOp(w.OK), pid, w.PipelineID, secs(when), time.Duration(when-w.Start).Round(time.Millisecond), bound))
-		case Unknown:
-			unknown = append(unknown, fmt.Sprintf("%s: no inspect sample within %v of the crash", describeOp(w.OK), bound))
+		case verdict == Unknown:
+			unknown = append(unknown, fmt.Sprintf("%s: no sample of the manager's view within %v of the crash", describeOp(w.OK), bound))
 		}
 	}
-	return detectionResult(n, "crash", bound, details, unknown)
+	return withObservables(detectionResult(n, "crash", bound, details, unknown), polls)
+}
+
+// detectedGone decides whether the manager let w's pipeline go within
+// bound: from inspect samples by gone, or, with polls, by its id leaving
+// list_pipelines or its status reporting a failure (an unanswered status
+// is no detection: the manager must say so).
+func detectedGone(d *RunData, w faultWindow, bound int64, polls bool, gone func(*InspectSample) bool) (string, int64) {
+	if polls {
+		return detectedByPolls(d, w.Start, bound, func(s *PollSample) (bool, bool) { return pollGone(s, w.PipelineID) })
+	}
+	return detectedBy(d, w.Start, bound, gone)
+}
+
+// withObservables says in a poll-judged result what it was judged from.
+func withObservables(r Result, polls bool) Result {
+	if polls {
+		r.Summary += " (" + pollObservables + ")"
+	}
+	return r
 }
 
 // unknownFault says why a fault that fired cannot be judged.
@@ -333,6 +360,7 @@ func checkHangDetected(d *RunData) Result {
 	bound := HangBound(b)
 	end := runEnd(d)
 	faults := nemesisFaults(d)
+	polls := len(d.Inspects) == 0 && len(d.Polls) > 0
 	var details, unknown []string
 	n := 0
 	for _, w := range faults {
@@ -374,7 +402,7 @@ func checkHangDetected(d *RunData) Result {
 				continue // too short to require detection
 			}
 			n++
-			verdict, when := detectedBy(d, w.Start, int64(bound), func(s *InspectSample) bool {
+			verdict, when := detectedGone(d, w, int64(bound), polls, func(s *InspectSample) bool {
 				return leaving(findEntry(s, w.PipelineID))
 			})
 			switch verdict {
@@ -382,11 +410,11 @@ func checkHangDetected(d *RunData) Result {
 				details = append(details, fmt.Sprintf("%s: hung pipeline %s not marked for removal by %s, %v after the fault (bound %v)",
 					describeOp(w.OK), w.PipelineID, secs(when), time.Duration(when-w.Start).Round(time.Millisecond), bound))
 			case Unknown:
-				unknown = append(unknown, fmt.Sprintf("%s: no inspect sample within %v of the hang", describeOp(w.OK), bound))
+				unknown = append(unknown, fmt.Sprintf("%s: no sample of the manager's view within %v of the hang", describeOp(w.OK), bound))
 			}
 		}
 	}
-	return detectionResult(n, "hang", bound, details, unknown)
+	return withObservables(detectionResult(n, "hang", bound, details, unknown), polls)
 }
 
 func entryState(p *protocol.PipelineInfo) string {

@@ -30,6 +30,9 @@ func checkNoLeakedProcesses(d *RunData) Result {
 	if final == nil {
 		return Result{Verdict: Unknown, Summary: "no census was taken after shutdown"}
 	}
+	if why := d.Shutdown.NotDelivered; why != "" {
+		return Result{Verdict: Unknown, Summary: fmt.Sprintf("the %s was not delivered (%s): the processes left say nothing about the manager's shutdown", d.Shutdown.Signal, why)}
+	}
 	var live, zombies []string
 	for _, p := range final.Procs {
 		if p.Zombie() {
@@ -54,6 +57,9 @@ func checkNoLeakedProcesses(d *RunData) Result {
 // every worker is gone within KillBound + epsilon.
 func checkBoundedShutdown(d *RunData) Result {
 	sd, b := d.Shutdown, d.Bounds
+	if sd.Signal != "" && sd.NotDelivered != "" {
+		return Result{Verdict: Unknown, Summary: fmt.Sprintf("the %s was not delivered: %s", sd.Signal, sd.NotDelivered)}
+	}
 	switch sd.Signal {
 	case "":
 		return Result{Verdict: Unknown, Summary: "the manager was not shut down in this run"}
@@ -68,7 +74,7 @@ func checkBoundedShutdown(d *RunData) Result {
 				details = append(details, fmt.Sprintf("SIGTERM at %s: exited after %v, bound %v (grace %v + join %v + epsilon %v)",
 					secs(sd.Requested), took.Round(time.Millisecond), bound, b.Grace, b.Join, b.Epsilon))
 			}
-			if sd.ExitCode != 0 {
+			if sd.ExitCode != 0 && !sd.ExitUnknown {
 				details = append(details, fmt.Sprintf("exit code %d, want 0", sd.ExitCode))
 			}
 		}
@@ -79,7 +85,11 @@ func checkBoundedShutdown(d *RunData) Result {
 		if sd.Exited == 0 {
 			return Result{Verdict: Invalid, Summary: "the manager never exited"}
 		}
-		return Result{Verdict: Valid, Summary: fmt.Sprintf("SIGTERM: exited 0 after %v (bound %v)",
+		status := "exited 0"
+		if sd.ExitUnknown {
+			status = "exited (exit status unknown: the manager is not the harness's child)"
+		}
+		return Result{Verdict: Valid, Summary: fmt.Sprintf("SIGTERM: %s after %v (bound %v)", status,
 			time.Duration(sd.Exited-sd.Requested).Round(time.Millisecond), bound)}
 	case "SIGKILL":
 		bound := KillBound + b.Epsilon

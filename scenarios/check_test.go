@@ -218,7 +218,7 @@ func TestCheckCrashDetected(t *testing.T) {
 		{"no crash", func() *RunData { return runData(nil) }, Valid, "no crash in this run"},
 		{"detected", crash(inspectAt(900, nil, p1), inspectAt(1500, nil, p1), inspectAt(2000, nil)), Valid, "all 1 crashes detected"},
 		{"not detected", crash(inspectAt(1500, nil, p1), inspectAt(2300, nil, p1)), Invalid, "still in the table at 2.300s"},
-		{"no sample in the window", crash(inspectAt(900, nil, p1), inspectAt(5000, nil)), Unknown, "no inspect sample"},
+		{"no sample in the window", crash(inspectAt(900, nil, p1), inspectAt(5000, nil)), Unknown, "no sample of the manager's view"},
 		{"no sample after", crash(inspectAt(900, nil, p1)), Unknown, ""},
 		{"pid replaced by a new worker", crash(inspectAt(1500, nil, entry("p1", 202, protocol.StateRunning))), Valid, ""},
 	})
@@ -244,7 +244,7 @@ func TestCheckHangDetected(t *testing.T) {
 		{"not detected", hang("hang_queue", 1000, 4000, nil, inspectAt(1500, nil, p1), inspectAt(2600, nil, p1)), Invalid, "not marked for removal by 2.600s"},
 		{"short hang not required", hang("hang_queue", 1000, 2000, nil, inspectAt(1500, nil, p1), inspectAt(3000, nil, p1)), Valid, "no hang in this run"},
 		{"never healed lasts to the end", hang("hang_process", 1000, 0, nil, inspectAt(3000, nil, p1)), Invalid, "not marked"},
-		{"no sample decides", hang("hang_queue", 1000, 4000, nil, inspectAt(500, nil, p1)), Unknown, "no inspect sample"},
+		{"no sample decides", hang("hang_queue", 1000, 4000, nil, inspectAt(500, nil, p1)), Unknown, "no sample of the manager's view"},
 		{"slow but healthy kept", hang("slow_probe", 1000, 4000, map[string]any{"delay_seconds": 0.05},
 			inspectAt(2000, nil, p1), inspectAt(3500, nil, p1)), Valid, ""},
 		{"slow but healthy killed", hang("slow_probe", 1000, 4000, map[string]any{"delay_seconds": 0.05},
@@ -289,7 +289,7 @@ func TestCheckFaultCoverage(t *testing.T) {
 		}), Unknown, "outcome unknown"},
 		{"crash fired and seen", run(plan(fault("crash", time.Second)), func(h *hist) {
 			h.fault(1000, 0, "crash", "p1", map[string]any{"pid": 101})
-		}, inspectAt(1500, nil)), Valid, "all 1 planned faults"},
+		}, inspectAt(1500, nil)), Valid, "all 1 applicable planned faults"},
 		{"crash fired, never seen", run(plan(fault("crash", time.Second)), func(h *hist) {
 			h.fault(1000, 0, "crash", "p1", map[string]any{"pid": 101})
 		}, inspectAt(1500, nil, p1)), Unknown, "never seen gone"},
@@ -354,8 +354,8 @@ func TestCheckSLOs(t *testing.T) {
 }
 
 func TestCheckerSelection(t *testing.T) {
-	if got := len(DefaultCheckers(nil)); got != 9 {
-		t.Fatalf("DefaultCheckers(nil) = %d checkers, want 9", got)
+	if got, want := len(DefaultCheckers(nil)), len(CheckerNames()); got != want {
+		t.Fatalf("DefaultCheckers(nil) = %d checkers, want %d", got, want)
 	}
 	cs := DefaultCheckers(&Scenario{Invariants: []string{CheckSLOs, CheckNoLeakedProcesses, "no_such"}})
 	var names []string

@@ -82,6 +82,7 @@ type junitCase struct {
 	Classname string        `xml:"classname,attr"`
 	Time      string        `xml:"time,attr"`
 	Failure   *junitProblem `xml:"failure,omitempty"`
+	Skipped   *junitProblem `xml:"skipped,omitempty"`
 	Error     *junitProblem `xml:"error,omitempty"`
 	SystemOut string        `xml:"system-out,omitempty"`
 }
@@ -108,6 +109,8 @@ func reportJUnit(rep *Report) ([]byte, error) {
 		{"seed", fmt.Sprint(rep.Seed)},
 		{"replay", rep.Replay},
 		{"dir", rep.Dir},
+		{"verdict", rep.Verdict},
+		{"profile", rep.Target.Profile.Name},
 	}
 	class := "corral." + rep.Scenario
 	for _, r := range rep.Results {
@@ -125,6 +128,18 @@ func reportJUnit(rep *Report) ([]byte, error) {
 			c.Error = &junitProblem{Message: "unknown: " + r.Summary, Type: Unknown, Text: text}
 		}
 		suite.Cases = append(suite.Cases, c)
+	}
+	// Faults the target could not take are skipped cases: visible in CI,
+	// neither a pass nor a failure of the target.
+	for _, f := range rep.NotApplicable {
+		suite.Tests++
+		suite.Skipped++
+		name := fmt.Sprintf("fault %s at %s", f.Fault, f.At.D())
+		if f.Target != 0 {
+			name += fmt.Sprintf(" on pipeline #%d", f.Target)
+		}
+		suite.Cases = append(suite.Cases, junitCase{Name: name, Classname: class + ".faults", Time: "0",
+			Skipped: &junitProblem{Message: "not applicable: " + f.Reason, Type: "not_applicable"}})
 	}
 	var buf bytes.Buffer
 	buf.WriteString(xml.Header)

@@ -28,11 +28,29 @@ func verdictWord(v string) string {
 // faults fired, latency percentiles per command, the seed, the exact
 // replay command and the run folder.
 func PrintSummary(w io.Writer, rep *Report) {
-	verdict := "VALID"
-	if !rep.Valid {
-		verdict = "INVALID"
+	verdict := rep.Verdict
+	if verdict == "" {
+		verdict = runVerdict(rep.Results)
 	}
-	fmt.Fprintf(w, "corral run %s  seed %d  %s\n\n", rep.Scenario, rep.Seed, verdict)
+	fmt.Fprintf(w, "corral run %s  seed %d  %s\n", rep.Scenario, rep.Seed, verdict)
+	tg := rep.Target
+	where := "embedded manager"
+	if !tg.Embedded {
+		where = "target " + tg.Addr
+		if tg.Pid > 0 {
+			where += fmt.Sprintf(" (pid %d)", tg.Pid)
+		}
+	}
+	if tg.Profile.Name != "" {
+		fmt.Fprintf(w, "%s, profile %s\n", where, tg.Profile.summary())
+	}
+	if d := rep.Data; d != nil {
+		fmt.Fprintln(w, "bounds judged by:")
+		for _, l := range d.Bounds.declaredLines() {
+			fmt.Fprintf(w, "  %s\n", l)
+		}
+	}
+	fmt.Fprintln(w)
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "checker\tverdict\tsummary")
@@ -63,6 +81,16 @@ func PrintSummary(w io.Writer, rep *Report) {
 			parts = append(parts, fmt.Sprintf("%s x%d", f, rep.Faults[f]))
 		}
 		fmt.Fprintf(w, "faults fired: %s\n", strings.Join(parts, ", "))
+	}
+	if len(rep.NotApplicable) > 0 {
+		fmt.Fprintf(w, "faults not applicable to this target: %d\n", len(rep.NotApplicable))
+		for i, f := range rep.NotApplicable {
+			if i == summaryDetails {
+				fmt.Fprintf(w, "  ... %d more in %s\n", len(rep.NotApplicable)-i, ReportJSONFile)
+				break
+			}
+			fmt.Fprintf(w, "  - %s at %s: %s\n", f.Fault, f.At.D(), f.Reason)
+		}
 	}
 	if n := rep.Counts[OpInvoke]; n > 0 {
 		fmt.Fprintf(w, "operations: %d invoked, %d ok, %d fail, %d info\n", n, rep.Counts[OpOK], rep.Counts[OpFail], rep.Counts[OpInfo])

@@ -53,8 +53,16 @@ type Options struct {
 	// Target is host:port of a manager to test; "" starts an embedded one.
 	Target string
 	// TargetPid is the external manager's pid: with it the run can shut
-	// the manager down and take a process census; 0 means unknown.
+	// the manager down and take a process census; 0 means unknown. It
+	// must own a listening socket on Target's port, or Run refuses.
 	TargetPid int
+	// Profile names the target's profile (ProfileCorral, ProfileUpstream,
+	// ProfileGeneric); "" detects it from the answer to one inspect probe.
+	// Ignored for the embedded manager (always corral).
+	Profile string
+	// Bounds overrides the bounds the target is judged by (--bounds),
+	// over the scenario's bounds: and manager: sections.
+	Bounds BoundsSpec
 	// WorkerCommand starts the embedded manager's workers; nil means
 	// os.Executable() + "worker". A test binary passes []string{os.Args[0]}
 	// and calls worker.Main from TestMain (see Require).
@@ -94,12 +102,15 @@ type runner struct {
 	faultClient *protocol.Client // chaos target
 	ids         *pipelines
 	initFields  map[string]any
+	profile     Profile
+	workers     *workerMap
 	faultsFired atomic.Int64
 
 	mu          sync.Mutex
 	phase       string
 	census      []CensusSample
 	inspects    []InspectSample
+	polls       []PollSample
 	pgids       map[int]bool
 	shutdownRec ShutdownRecord
 
@@ -154,11 +165,14 @@ func Run(ctx context.Context, sc *Scenario, o Options) (*Report, error) {
 		return nil, err
 	}
 	defer r.tgt.close()
-	opBound := r.cfg.QueueTimeout + r.cfg.TerminationGracePeriod + r.cfg.ProcessJoinTimeout + 2*time.Second
+	if err := r.settleProfile(ctx); err != nil {
+		return nil, err
+	}
+	opBound := r.bounds.QueueTimeout + r.bounds.Grace + r.bounds.Join + 2*time.Second
 	// Both clients send the traceparent of the span in their ctx: the
 	// harness's CLIENT and fault spans (see runner_traces.go).
 	r.client = &protocol.Client{Addr: r.tgt.addr, Timeout: opBound, Traceparent: corralotel.Traceparent()}
-	r.faultClient = &protocol.Client{Addr: r.tgt.addr, Timeout: opBound, Traceparent: corralotel.Traceparent()}
+	r.faultClient = &protocol.Client{Addr: r.tgt.addr, Timeout: faultDeadline, Traceparent: corralotel.Traceparent()}
 
 	histFile, err := os.Create(filepath.Join(r.dir, "history.jsonl"))
 	if err != nil {
@@ -232,18 +246,20 @@ func prepare(sc *Scenario, o Options) (*runner, error) {
 			return nil, fmt.Errorf("%w: Options.Configure: %w", ErrInvalidScenario, err)
 		}
 	}
+	if errs := o.Bounds.validate("--bounds "); len(errs) > 0 {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidScenario, errors.Join(errs...))
+	}
 	r := &runner{sc: s, seed: s.Seed, o: o, cfg: cfg, plan: PlanRun(s, s.Seed), tl: TimelineOf(s),
-		ids: newPipelines(), initFields: initRequestFields(s.Video), pgids: map[int]bool{}}
-	r.bounds = Bounds{Grace: cfg.TerminationGracePeriod, Join: cfg.ProcessJoinTimeout, QueueTimeout: cfg.QueueTimeout,
-		HealthInterval: cfg.HealthCheckInterval, HealthTimeout: cfg.HealthCheckTimeout,
-		MaxHealthFailures: cfg.MaxHealthFailures, Epsilon: Epsilon}
+		ids: newPipelines(), pgids: map[int]bool{}, workers: newWorkerMap()}
+	r.bounds = resolveBounds(cfg, s, o.Bounds)
 	r.progress = newProgress(o.Progress, s.Name, s.Seed, r.tl)
 	return r, nil
 }
 
 // makeDir creates the run folder and writes what replays the run:
-// scenario.yaml (the effective scenario, seed included), seed and
-// schedule.jsonl. It returns manager.log, opened for the manager's log.
+// scenario.yaml (the effective scenario, seed included) and seed
+// (schedule.jsonl follows once the target's profile is known, see
+// settleProfile). It returns manager.log, opened for the manager's log.
 func (r *runner) makeDir() (*os.File, error) {
 	r.dir = r.o.Out
 	if r.dir == "" {
@@ -256,14 +272,9 @@ func (r *runner) makeDir() (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	var sched strings.Builder
-	if err := WriteSchedule(&sched, r.plan); err != nil {
-		return nil, err
-	}
 	for name, b := range map[string][]byte{
-		"scenario.yaml":  y,
-		"seed":           []byte(strconv.FormatInt(r.seed, 10) + "\n"),
-		"schedule.jsonl": []byte(sched.String()),
+		"scenario.yaml": y,
+		"seed":          []byte(strconv.FormatInt(r.seed, 10) + "\n"),
 	} {
 		if err := os.WriteFile(filepath.Join(r.dir, name), b, 0o644); err != nil {
 			return nil, err
@@ -275,8 +286,8 @@ func (r *runner) makeDir() (*os.File, error) {
 // totalBound is the longest a run may take: the plan, a command's bound
 // after it, the shutdown and the wait for processes to go, plus margin.
 func (r *runner) totalBound() time.Duration {
-	c := r.cfg
-	return r.tl.Shutdown + underLoadTail + c.QueueTimeout + 2*(c.TerminationGracePeriod+c.ProcessJoinTimeout) + 30*time.Second
+	b := r.bounds
+	return r.tl.Shutdown + underLoadTail + b.QueueTimeout + 2*(b.Grace+b.Join) + 30*time.Second
 }
 
 // play runs the phases: clients, the keeper, the nemesis and the sampler
@@ -325,7 +336,7 @@ func (r *runner) play(ctx context.Context) error {
 	signalled := r.shutdownRec.Signal != ""
 	r.mu.Unlock()
 	if signalled {
-		deadline := time.Now().Add(r.cfg.ProcessJoinTimeout + time.Second)
+		deadline := time.Now().Add(r.bounds.Join + time.Second)
 		for len(r.takeCensus()) > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
 			time.Sleep(100 * time.Millisecond)
 		}
@@ -355,7 +366,8 @@ func (r *runner) data() *RunData {
 	defer r.mu.Unlock()
 	return &RunData{
 		Scenario: r.sc, Seed: r.seed, Start: r.start, Dir: r.dir, Embedded: r.tgt.embedded,
-		Plan: r.plan, Ops: r.hist.Ops(), Census: r.census, Inspects: r.inspects,
+		Plan: r.plan, Ops: r.hist.Ops(), Census: r.census, Inspects: r.inspects, Polls: r.polls, Profile: r.profile,
+		TargetAddr: r.o.Target, TargetPid: r.o.TargetPid,
 		Bounds: r.bounds, Shutdown: r.shutdownRec, Replay: r.replay(),
 		TracesFile: r.tr.file, TraceURL: r.tr.url,
 	}
@@ -376,6 +388,12 @@ func (r *runner) replay() string {
 		if r.o.TargetPid != 0 {
 			parts = append(parts, "--target-pid", strconv.Itoa(r.o.TargetPid))
 		}
+		if r.o.Profile != "" {
+			parts = append(parts, "--profile", r.o.Profile)
+		}
+	}
+	if b := r.o.Bounds.String(); b != "" {
+		parts = append(parts, "--bounds", b)
 	}
 	return strings.Join(parts, " ")
 }
@@ -408,5 +426,6 @@ func writeSamples(d *RunData) error {
 	}
 	return errors.Join(
 		write("inspect.jsonl", len(d.Inspects), func(i int) any { return d.Inspects[i] }),
+		write("polls.jsonl", len(d.Polls), func(i int) any { return d.Polls[i] }),
 		write("census.jsonl", len(d.Census), func(i int) any { return d.Census[i] }))
 }

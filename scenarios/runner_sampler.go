@@ -3,8 +3,10 @@ package scenarios
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -19,37 +21,80 @@ import (
 const (
 	inspectEvery = 200 * time.Millisecond
 	censusEvery  = 500 * time.Millisecond
+	// pollEvery is the base period of list_pipelines + status polls for
+	// targets without inspect; it stretches to pollBackoff times the last
+	// poll's duration (at most pollMax) when answers slow, so a serial
+	// server spends at most about a fifth of its time on the sampler.
+	pollEvery   = 500 * time.Millisecond
+	pollBackoff = 4
+	pollMax     = 5 * time.Second
+	// pollTimeout bounds each sampling request.
+	pollTimeout = time.Second
+	// pollStatusCap bounds the status requests of one poll.
+	pollStatusCap = 16
 )
 
-// sample polls inspect + list_pipelines and takes a census until ctx ends.
-// A sample that times out is skipped: a manager that stops answering shows
-// in the clients' history, not here.
+// sample observes the target until ctx ends: the process census every
+// censusEvery, and the manager's view — inspect + list_pipelines when the
+// target has inspect, else list_pipelines + each pipeline's status (see
+// pollOnce). The first "unknown command" answer to inspect switches to
+// polls for the rest of the run. A sample that times out is skipped or
+// recorded as unanswered: a manager that stops answering shows in the
+// clients' history.
 func (r *runner) sample(ctx context.Context) {
-	c := &protocol.Client{Addr: r.tgt.addr, Timeout: time.Second, Traceparent: unsampledTraceparent}
-	inspect := time.NewTicker(inspectEvery)
-	defer inspect.Stop()
-	census := time.NewTicker(censusEvery)
-	defer census.Stop()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() {
+		repeat(ctx, censusEvery, func() time.Duration {
+			r.recordCensus(r.currentPhase(), r.takeCensus())
+			return censusEvery
+		})
+	})
+	c := &protocol.Client{Addr: r.tgt.addr, Timeout: pollTimeout, Traceparent: unsampledTraceparent}
+	useInspect := r.profile.Has(protocol.TypeInspect)
+	first := inspectEvery
+	if !useInspect {
+		first = pollEvery
+	}
+	repeat(ctx, first, func() time.Duration {
+		if useInspect && !r.inspectOnce(ctx, c) {
+			useInspect = false
+		}
+		if useInspect {
+			return inspectEvery
+		}
+		began := time.Now()
+		r.pollOnce(ctx, c)
+		return min(max(pollEvery, pollBackoff*time.Since(began)), pollMax)
+	})
+}
+
+// repeat calls f after first, then after each wait f returns, until ctx
+// ends.
+func repeat(ctx context.Context, first time.Duration, f func() time.Duration) {
+	t := time.NewTimer(first)
+	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-inspect.C:
-			r.inspectOnce(ctx, c)
-		case <-census.C:
-			r.recordCensus(r.currentPhase(), r.takeCensus())
+		case <-t.C:
+			t.Reset(f())
 		}
 	}
 }
 
-func (r *runner) inspectOnce(ctx context.Context, c *protocol.Client) {
+// inspectOnce takes one inspect sample; false when the target does not
+// know inspect (answered invalid_payload), so the sampler stops asking.
+func (r *runner) inspectOnce(ctx context.Context, c *protocol.Client) bool {
 	resp, err := c.Inspect(ctx)
 	if err != nil {
-		return
+		var perr *protocol.Error
+		return !(errors.As(err, &perr) && perr.Type == protocol.ErrTypeInvalidPayload)
 	}
 	listed, err := c.List(ctx)
 	if err != nil {
-		return
+		return true
 	}
 	var infos []protocol.PipelineInfo
 	if b, err := json.Marshal(resp.Fields["pipelines"]); err == nil {
@@ -75,6 +120,80 @@ func (r *runner) inspectOnce(ctx context.Context, c *protocol.Client) {
 			r.ids.markLost(k, id)
 		}
 	}
+	return true
+}
+
+// pollOnce samples a target without inspect: list_pipelines, then the
+// status of every listed or live pipeline (at most pollStatusCap). On a
+// serial server one unanswered status means every later request waits
+// behind it, so the poll stops there.
+func (r *runner) pollOnce(ctx context.Context, c *protocol.Client) {
+	s := PollSample{Time: int64(r.since())}
+	listed, err := c.List(ctx)
+	if err != nil {
+		s.ListError = err.Error()
+	} else {
+		s.Listed = listed
+	}
+	live := r.ids.snapshot()
+	ids := slices.Clone(listed)
+	for _, k := range slices.Sorted(maps.Keys(live)) {
+		if !slices.Contains(ids, live[k]) {
+			ids = append(ids, live[k])
+		}
+	}
+	for _, id := range ids[:min(len(ids), pollStatusCap)] {
+		if err != nil && !isAnswered(err) {
+			break
+		}
+		var resp protocol.Response
+		resp, err = c.Status(ctx, id)
+		s.Status = append(s.Status, statusPoll(id, resp, err))
+	}
+	r.mu.Lock()
+	r.polls = append(r.polls, s)
+	r.mu.Unlock()
+	if s.ListError != "" {
+		return
+	}
+	// A logical pipeline whose id left the list is lost; the keeper
+	// re-starts it.
+	for k, id := range live {
+		if !slices.Contains(listed, id) {
+			r.ids.markLost(k, id)
+		}
+	}
+}
+
+// isAnswered reports whether err is a failure answer (the server answered).
+func isAnswered(err error) bool {
+	var perr *protocol.Error
+	return errors.As(err, &perr)
+}
+
+// statusPoll condenses one status answer.
+func statusPoll(id string, resp protocol.Response, err error) StatusPoll {
+	p := StatusPoll{PipelineID: id}
+	var perr *protocol.Error
+	switch {
+	case err == nil:
+		p.Answered, p.OK = true, true
+	case errors.As(err, &perr):
+		p.Answered, p.ErrorType = true, perr.Type
+		return p
+	default:
+		return p
+	}
+	report, _ := resp.Fields["report"].(map[string]any)
+	sources, _ := report["sources_metadata"].([]any)
+	for _, src := range sources {
+		if m, ok := src.(map[string]any); ok {
+			if st, ok := m["state"].(string); ok {
+				p.States = append(p.States, st)
+			}
+		}
+	}
+	return p
 }
 
 // takeCensus lists the manager's workers and their descendants now.
@@ -93,9 +212,28 @@ func (r *runner) recordCensus(phase string, procs []launch.ProcInfo) {
 	if procs == nil {
 		procs = []launch.ProcInfo{}
 	}
+	s := CensusSample{Time: int64(r.since()), Phase: phase, Procs: procs, ManagerRSS: r.managerRSS()}
 	r.mu.Lock()
-	r.census = append(r.census, CensusSample{Time: int64(r.since()), Phase: phase, Procs: procs})
+	r.census = append(r.census, s)
 	r.mu.Unlock()
+}
+
+// managerRSS reads the manager's resident bytes: this process for the
+// embedded manager (the manager's RAM admission counts the same pid), the
+// target's pid otherwise; 0 when unknown or gone.
+func (r *runner) managerRSS() uint64 {
+	pid := r.tgt.managerPid
+	if r.tgt.embedded {
+		pid = os.Getpid()
+	}
+	if pid <= 0 {
+		return 0
+	}
+	info, err := launch.Stat(pid)
+	if err != nil || info.Zombie() {
+		return 0
+	}
+	return info.RSS
 }
 
 // progress reports phases: a line each on a plain writer, a redrawn bar

@@ -173,9 +173,19 @@ func connectExternal(ctx context.Context, addr string, pid int) (*target, error)
 		if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); err != nil {
 			return nil, fmt.Errorf("%w: --target-pid %d: no such process", ErrInvalidScenario, pid)
 		}
+		// Refuse before anything is signalled: a wrong pid would make the
+		// faults hit an unrelated process and the census judge its
+		// children.
+		if err := checkPortOwner(pid, addr); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidScenario, err)
+		}
 	}
 	var mu sync.Mutex
 	marker := ""
+	// Every process once seen below the manager stays in the census while
+	// it lives: a worker orphaned by a crashed manager is re-parented away
+	// from its tree, and must still count as leaked.
+	seen := map[procKey]bool{}
 	t.census = func(pgids []int) []launch.ProcInfo {
 		all, _ := launch.Scan(nil)
 		var out []launch.ProcInfo
@@ -185,6 +195,14 @@ func connectExternal(ctx context.Context, addr string, pid int) (*target, error)
 		out = mergeProcs(out, groupMembers(pgids))
 		mu.Lock()
 		defer mu.Unlock()
+		for _, p := range all {
+			if seen[keyOf(p)] && !slices.ContainsFunc(out, func(q launch.ProcInfo) bool { return q.Pid == p.Pid }) {
+				out = append(out, p)
+			}
+		}
+		for _, p := range out {
+			seen[keyOf(p)] = true
+		}
 		if marker == "" {
 			for _, p := range out {
 				if marker = environValue(p.Pid, protocol.EnvManagerMarker); marker != "" {
@@ -199,6 +217,39 @@ func connectExternal(ctx context.Context, addr string, pid int) (*target, error)
 		return out
 	}
 	return t, nil
+}
+
+// settleProfile decides the target's profile (embedded: corral; else
+// --profile or the inspect probe), narrows it to what the target allows,
+// marks the plan entries it cannot carry out, writes schedule.jsonl and
+// builds the init request.
+func (r *runner) settleProfile(ctx context.Context) error {
+	var p Profile
+	var err error
+	chaosOn := true
+	switch {
+	case r.tgt.embedded:
+		p, _ = ProfileByName(ProfileCorral)
+		p.Source = "the embedded manager"
+	case r.o.Profile == "":
+		if p, chaosOn, err = DetectProfile(ctx, r.tgt.addr); err != nil {
+			return err
+		}
+	default:
+		if p, err = ProfileByName(r.o.Profile); err != nil {
+			return err
+		}
+		p.Source = "--profile " + r.o.Profile
+		chaosOn = p.Has(protocol.TypeChaos)
+	}
+	r.profile = p.forTarget(r.tgt.embedded, r.tgt.managerPid, chaosOn)
+	r.initFields = r.profile.initFields(r.sc.Video, r.sc.Init)
+	r.plan = markApplicability(r.plan, r.profile)
+	var sched strings.Builder
+	if err := WriteSchedule(&sched, r.plan); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(r.dir, "schedule.jsonl"), []byte(sched.String()), 0o644)
 }
 
 // waitPidExit polls until pid is gone (or a zombie) or bound passes.

@@ -2,7 +2,6 @@ package scenarios
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -11,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/corral-dev/corral/manager/launch"
 	"github.com/corral-dev/corral/manager/protocol"
 )
 
@@ -110,6 +110,9 @@ func (r *runner) runClient(ctx context.Context, entries []PlanEntry) {
 	var ops sync.WaitGroup
 	defer ops.Wait()
 	for _, e := range entries {
+		if e.NotApplicable != "" {
+			continue // a command this target does not have
+		}
 		if !r.sleepUntil(ctx, e.At.D()) {
 			return
 		}
@@ -141,6 +144,13 @@ func (r *runner) command(ctx context.Context, process, f string, k int) {
 	case protocol.TypeConsumeResult:
 		fields = map[string]any{"excluded_fields": []string{}}
 	}
+	// Without inspect, a pipeline's worker is the process that appears
+	// in the manager's tree while its init runs (see workerMap).
+	mapWorker := f == protocol.TypeInit && r.profile.Workers == WorkersCensus && r.tgt.managerPid > 0
+	var before []launch.ProcInfo
+	if mapWorker {
+		before = workerCensus(r.tgt.managerPid, r.profile.Descendants)
+	}
 	inv := r.hist.Invoke(process, f, k, id, nil)
 	resp, traceID, err := r.tr.call(ctx, r.client, inv, k, fields)
 	typ, errText := classify(err)
@@ -154,6 +164,9 @@ func (r *runner) command(ctx context.Context, process, f string, k int) {
 	pid := ""
 	if f == protocol.TypeInit {
 		pid = resp.PipelineID
+	}
+	if mapWorker {
+		r.workers.observeInit(inv.Index, typ, pid, before, workerCensus(r.tgt.managerPid, r.profile.Descendants))
 	}
 	r.hist.Complete(inv, typ, pid, value, errText, traceID)
 	if k == 0 {
@@ -215,15 +228,6 @@ func (r *runner) keep(ctx context.Context) {
 			r.command(ctx, keeperProcess, protocol.TypeInit, k)
 		}
 	}
-}
-
-// initRequestFields is the init payload of every pipeline.
-func initRequestFields(video string) map[string]any {
-	cfg := protocol.InitConfig{VideoConfiguration: protocol.VideoConfiguration{VideoReference: video}}
-	b, _ := json.Marshal(cfg)
-	var m map[string]any
-	_ = json.Unmarshal(b, &m)
-	return m
 }
 
 // sleepUntil waits until at after the run's start; false if ctx ended.

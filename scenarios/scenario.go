@@ -47,6 +47,14 @@ type Scenario struct {
 	// Manager overrides the manager's configuration by variable name, e.g.
 	// STREAM_MANAGER_QUEUE_TIMEOUT: "1".
 	Manager map[string]string `yaml:"manager,omitempty"`
+	// Init is merged over the target profile's init request (objects
+	// merge, other values replace, null deletes a key), e.g.
+	// {processing_configuration: {workspace_name: w, workflow_id: f}}.
+	Init map[string]any `yaml:"init,omitempty"`
+	// Bounds sets the limits a foreign target is judged by (it does not
+	// configure the target); unset keys come from the manager: section
+	// or the profile's defaults. --bounds overrides them.
+	Bounds *BoundsSpec `yaml:"bounds,omitempty"`
 	// Invariants names the checkers to run; empty means all.
 	Invariants []string `yaml:"invariants,omitempty"`
 	// SLOs bound latency percentiles per command, e.g. "status.p99": 500ms.

@@ -17,6 +17,10 @@ func TestRunUsageErrors(t *testing.T) {
 		{[]string{"run", "smoke", "--duration", "-1s"}, "--duration -1s is invalid"},
 		{[]string{"run", "smoke", "--target-pid", "5"}, "--target-pid needs --target"},
 		{[]string{"run", "smoke", "--bogus"}, "flag provided but not defined: -bogus"},
+		{[]string{"run", "smoke", "--profile", "upstream"}, "--profile needs --target"},
+		{[]string{"run", "smoke", "--target", "127.0.0.1:1", "--profile", "python"}, `--profile "python" is invalid: want one of corral, upstream, generic`},
+		{[]string{"run", "smoke", "--bounds", "grace=soon"}, `--bounds grace="soon": not a duration`},
+		{[]string{"run", "smoke", "--bounds", "nope=1s"}, `--bounds: unknown key "nope"`},
 		{[]string{"run", "smoke", "swarm"}, "one scenario at a time"},
 		{[]string{"run", "/nonexistent/file.yaml"}, "no such file"},
 		{[]string{"replay"}, "want exactly one run folder"},
@@ -49,7 +53,7 @@ func TestScenariosList(t *testing.T) {
 	if code := run([]string{"scenarios"}, &stdout, &stderr); code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
-	for _, name := range []string{"smoke", "hung-queue", "crash-loop", "slow-probes", "shutdown-under-load", "bad-clients", "swarm", "soak"} {
+	for _, name := range []string{"smoke", "hung-queue", "crash-loop", "slow-probes", "shutdown-under-load", "bad-clients", "swarm", "soak", "foreign-smoke", "limits"} {
 		if !strings.Contains(stdout.String(), name+" ") {
 			t.Errorf("corral scenarios does not list %s:\n%s", name, stdout.String())
 		}

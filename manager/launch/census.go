@@ -17,6 +17,12 @@ type ProcInfo struct {
 	State string
 	// Comm is the executable name, as the kernel reports it (at most 15 bytes).
 	Comm string
+	// Start is the process's start time in clock ticks after boot (stat
+	// field 22): with Pid it names one process, even after pid reuse.
+	Start uint64
+	// RSS is the resident set size in bytes (stat's rss field times the
+	// page size); 0 for zombies and kernel threads.
+	RSS uint64 `json:",omitempty"`
 }
 
 // Zombie reports whether the process has exited but not been reaped.
@@ -97,6 +103,18 @@ func Stat(pid int) (ProcInfo, error) {
 	for i, dst := range []*int{&info.PPid, &info.Pgid, &info.Sid} {
 		if *dst, err = strconv.Atoi(fields[i+1]); err != nil {
 			return ProcInfo{}, fmt.Errorf("launch: stat for pid %d: %w", pid, err)
+		}
+	}
+	// starttime is field 22 of stat(5); fields[0] is field 3 (state).
+	if len(fields) > 19 {
+		if info.Start, err = strconv.ParseUint(fields[19], 10, 64); err != nil {
+			return ProcInfo{}, fmt.Errorf("launch: stat for pid %d: starttime: %w", pid, err)
+		}
+	}
+	// rss is field 24, the 22nd after the comm's ')'.
+	if len(fields) > 21 {
+		if pages, err := strconv.ParseUint(fields[21], 10, 64); err == nil {
+			info.RSS = pages * uint64(os.Getpagesize())
 		}
 	}
 	return info, nil

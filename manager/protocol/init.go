@@ -14,6 +14,27 @@ const (
 	FillAdaptiveDropLatest = "ADAPTIVE_DROP_LATEST"
 )
 
+// Type tags of upstream's init payload model (inference 1.5.0): pydantic
+// discriminated unions that refuse a payload without them. See
+// PROTOCOL.md, section Request.
+const (
+	InitTypeVideo      = "VideoConfiguration"
+	InitTypeWorkflow   = "WorkflowConfiguration"
+	InitTypeMemorySink = "MemorySinkConfiguration"
+)
+
+// MinimalWorkflow returns the smallest workflow_specification upstream's
+// WorkflowConfiguration accepts: one image input, no steps, no outputs.
+// Corral's worker ignores the specification (its model stage is fixed).
+func MinimalWorkflow() map[string]any {
+	return map[string]any{
+		"version": "1.0",
+		"inputs":  []any{map[string]any{"type": "InferenceImage", "name": "image"}},
+		"steps":   []any{},
+		"outputs": []any{},
+	}
+}
+
 // InitConfig is the payload of an init request, with upstream field names.
 // Absent fields take the upstream defaults (see Defaults).
 type InitConfig struct {
@@ -45,11 +66,19 @@ type SinkConfiguration struct {
 	ResultsBufferSize int    `json:"results_buffer_size,omitempty"`
 }
 
-// Defaults returns cfg with every absent field set to the upstream default.
+// Defaults returns cfg with every absent field set to the upstream default,
+// and an absent processing_configuration set to a WorkflowConfiguration
+// with MinimalWorkflow: the result is the full shape upstream's model
+// requires, which Corral accepts too.
 func (cfg InitConfig) Defaults() InitConfig {
 	v := &cfg.VideoConfiguration
 	if v.Type == "" {
-		v.Type = "VideoConfiguration"
+		v.Type = InitTypeVideo
+	}
+	if cfg.ProcessingConfiguration == nil {
+		// Upstream requires processing_configuration; without it its model
+		// answers invalid_payload and no pipeline starts.
+		cfg.ProcessingConfiguration = map[string]any{"type": InitTypeWorkflow, "workflow_specification": MinimalWorkflow()}
 	}
 	if v.SourceBufferFillingStrategy == "" {
 		v.SourceBufferFillingStrategy = FillDropOldest
@@ -58,7 +87,7 @@ func (cfg InitConfig) Defaults() InitConfig {
 		v.SourceBufferConsumptionStrategy = "EAGER"
 	}
 	if cfg.SinkConfiguration.Type == "" {
-		cfg.SinkConfiguration.Type = "MemorySinkConfiguration"
+		cfg.SinkConfiguration.Type = InitTypeMemorySink
 	}
 	if cfg.SinkConfiguration.ResultsBufferSize == 0 {
 		cfg.SinkConfiguration.ResultsBufferSize = 64

@@ -22,6 +22,8 @@ const (
 	FaultOversizedFrame   = "oversized_frame"   // a length prefix past the frame limit
 	FaultMalformedFrame   = "malformed_frame"   // a frame whose body is not JSON
 	FaultClientBurst      = "client_burst"      // many connections at once
+	FaultInitStorm        = "init_storm"        // many concurrent inits (heal: terminate them)
+	FaultAbandonRequest   = "abandon_request"   // complete requests, then a reset each
 	FaultManagerSigterm   = "manager_sigterm"   // SIGTERM to the manager
 	FaultManagerSigkill   = "manager_sigkill"   // SIGKILL to the manager
 )

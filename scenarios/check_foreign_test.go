@@ -1,0 +1,217 @@
+package scenarios
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/corral-dev/corral/manager"
+	"github.com/corral-dev/corral/manager/protocol"
+)
+
+func TestBoundsPrecedence(t *testing.T) {
+	cfg := manager.DefaultConfig()
+	cfg.QueueTimeout = 2 * time.Second // as the manager: section set it
+	cfg.TerminationGracePeriod = time.Second
+	sc := &Scenario{
+		Manager: map[string]string{"STREAM_MANAGER_QUEUE_TIMEOUT": "2", "STREAM_MANAGER_TERMINATION_GRACE_PERIOD": "1"},
+		Bounds:  &BoundsSpec{Grace: Duration(7 * time.Second), CrashDetection: Duration(3 * time.Second)},
+	}
+	flag, err := ParseBounds("crash_detection=4s,max_health_failures=5,epsilon=0.25")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := resolveBounds(cfg, sc, flag)
+	want := map[string]BoundValue{
+		"queue_timeout":       {"2s", BoundFromManager},
+		"grace":               {"7s", BoundFromScenario},
+		"crash_detection":     {"4s", BoundFromFlag},
+		"max_health_failures": {"5", BoundFromFlag},
+		"epsilon":             {"250ms", BoundFromFlag},
+		"join":                {"30s", BoundFromDefault},
+	}
+	got := b.Declared()
+	for k, w := range want {
+		if got[k] != w {
+			t.Errorf("%s = %+v, want %+v", k, got[k], w)
+		}
+	}
+	if b.crashBound() != 4*time.Second || b.Grace != 7*time.Second || b.MaxHealthFailures != 5 {
+		t.Errorf("bounds not applied: %+v", b)
+	}
+	if s := flag.String(); s != "max_health_failures=5,crash_detection=4s,epsilon=250ms" {
+		t.Errorf("String = %q", s)
+	}
+	for _, bad := range []string{"grace", "grace=-1s", "nope=1s", "max_health_failures=0", "join=soon"} {
+		if _, err := ParseBounds(bad); err == nil || !strings.Contains(err.Error(), "--bounds") {
+			t.Errorf("ParseBounds(%q) = %v, want an error naming --bounds", bad, err)
+		}
+	}
+}
+
+func TestScenarioInitAndBoundsSections(t *testing.T) {
+	sc, err := Parse(strings.NewReader(`name: x
+init:
+  processing_configuration: {workspace_name: w, workflow_id: f}
+bounds: {grace: 2s, crash_detection: 3s}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sc.Bounds == nil || sc.Bounds.Grace.D() != 2*time.Second || sc.Init["processing_configuration"] == nil {
+		t.Fatalf("parsed %+v", sc)
+	}
+	if _, err := Parse(strings.NewReader("name: x\nbounds: {grase: 2s}\n")); err == nil {
+		t.Error("an unknown bounds key was accepted")
+	}
+	bad := &Scenario{Name: "x", Bounds: &BoundsSpec{Join: Duration(-time.Second)}}
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "bounds.join") {
+		t.Errorf("Validate = %v, want an error naming bounds.join", err)
+	}
+}
+
+// A planned fault the profile cannot inject and a fault whose pipeline the
+// manager had already removed are not applicable: listed, not "never
+// fired", and the run stays valid; junit lists them as skipped.
+func TestNotApplicableAccounting(t *testing.T) {
+	var h hist
+	inv := h.invoke(2000, Nemesis, protocol.FaultCrash, "", map[string]any{PlannedAtKey: "2s"})
+	h.complete(inv, 2001, OpFail, map[string]any{NotApplicableKey: "pipeline #1's id p1 had left the manager's table"}, "not applicable: ...")
+	h.call(3000, 1, Nemesis, protocol.FaultMalformedFrame, "", OpOK, nil, "")
+	h.call(3002, 1, Nemesis, healPrefix+protocol.FaultMalformedFrame, "", OpOK, map[string]any{"done": true, "invalid_payload": true}, "")
+	d := runData(&h)
+	d.Plan = []PlanEntry{
+		{At: Duration(time.Second), Kind: KindFault, F: protocol.FaultHangQueue, Target: 1, NotApplicable: "needs Corral's chaos command"},
+		{At: Duration(2 * time.Second), Kind: KindFault, F: protocol.FaultCrash, Target: 1},
+		{At: Duration(3 * time.Second), Kind: KindFault, F: protocol.FaultMalformedFrame},
+	}
+	r := checkFaultCoverage(d)
+	if r.Verdict != Valid || !strings.Contains(r.Summary, "2 not applicable") {
+		t.Fatalf("fault_coverage = %s: %s\n%s", r.Verdict, r.Summary, strings.Join(r.Details, "\n"))
+	}
+	rep := Evaluate(d, []Checker{checkerFunc{CheckFaultCoverage, checkFaultCoverage}})
+	if len(rep.NotApplicable) != 2 || rep.NotApplicable[1].At.D() != 2*time.Second {
+		t.Fatalf("NotApplicable = %+v", rep.NotApplicable)
+	}
+	x, err := reportJUnit(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := bytes.Count(x, []byte("<skipped ")); n != 2 || !bytes.Contains(x, []byte(`skipped="2"`)) {
+		t.Errorf("junit has %d skipped cases:\n%s", n, x)
+	}
+
+	// Every applicable fault finding its pipeline gone proves nothing.
+	var h2 hist
+	inv = h2.invoke(2000, Nemesis, protocol.FaultCrash, "", map[string]any{PlannedAtKey: "2s"})
+	h2.complete(inv, 2001, OpFail, map[string]any{NotApplicableKey: "gone"}, "not applicable: gone")
+	d2 := runData(&h2)
+	d2.Plan = d.Plan[1:2]
+	if r := checkFaultCoverage(d2); r.Verdict != Unknown {
+		t.Errorf("all faults inapplicable at run time: %s (%s), want unknown", r.Verdict, r.Summary)
+	}
+}
+
+// The run has one verdict: the summary header, report.json, junit.xml
+// and the RESULT line (cmd) all print Report.Verdict.
+func TestOneVerdict(t *testing.T) {
+	for _, tc := range []struct {
+		verdicts []string
+		want     string
+	}{
+		{[]string{Valid, Valid}, VerdictValid},
+		{[]string{Valid, Unknown}, VerdictUnknown},
+		{[]string{Unknown, Invalid, Valid}, VerdictInvalid},
+		{[]string{Invalid, Unknown}, VerdictInvalid},
+	} {
+		var checkers []Checker
+		for i, v := range tc.verdicts {
+			checkers = append(checkers, checkerFunc{string(rune('a' + i)), func(*RunData) Result { return Result{Verdict: v, Summary: v} }})
+		}
+		rep := Evaluate(runData(nil), checkers)
+		if rep.Verdict != tc.want || rep.Valid != (tc.want == VerdictValid) {
+			t.Fatalf("%v: verdict %s valid %v, want %s", tc.verdicts, rep.Verdict, rep.Valid, tc.want)
+		}
+		var sum bytes.Buffer
+		PrintSummary(&sum, rep)
+		if first, _, _ := strings.Cut(sum.String(), "\n"); !strings.HasSuffix(first, " "+tc.want) {
+			t.Errorf("%v: header %q, want %s", tc.verdicts, first, tc.want)
+		}
+		j, _ := reportJSON(rep)
+		var parsed struct{ Verdict string }
+		if json.Unmarshal(j, &parsed); parsed.Verdict != tc.want {
+			t.Errorf("%v: report.json verdict %q", tc.verdicts, parsed.Verdict)
+		}
+		x, _ := reportJUnit(rep)
+		if !bytes.Contains(x, []byte(`name="verdict" value="`+tc.want+`"`)) {
+			t.Errorf("%v: junit lacks verdict %s", tc.verdicts, tc.want)
+		}
+	}
+}
+
+func pollAt(at int, listed []string, status ...StatusPoll) PollSample {
+	return PollSample{Time: ms(at), Listed: listed, Status: status}
+}
+
+func running(id string) StatusPoll {
+	return StatusPoll{PipelineID: id, Answered: true, OK: true, States: []string{"RUNNING"}}
+}
+
+// Without inspect, crash and hang detection are judged from list and
+// status polls, and say so.
+func TestPollBasedDetection(t *testing.T) {
+	crash := func(polls ...PollSample) func() *RunData {
+		return func() *RunData {
+			var h hist
+			h.fault(1000, 0, protocol.FaultCrash, "p1", map[string]any{"pid": 4242})
+			d := runData(&h)
+			d.Polls = polls
+			return d
+		}
+	}
+	runCheckCases(t, checkCrashDetected, []checkCase{
+		{"left the list", crash(pollAt(500, []string{"p1"}, running("p1")), pollAt(1500, nil, running("p1")), pollAt(1800, []string{})),
+			Valid, "observables: list_pipelines and status polls"},
+		{"status reports failure", crash(pollAt(1500, []string{"p1"}, StatusPoll{PipelineID: "p1", Answered: true, OK: true, States: []string{"ERROR"}})),
+			Valid, "all 1 crashes detected"},
+		{"still listed and running", crash(pollAt(1500, []string{"p1"}, running("p1")), pollAt(3000, []string{"p1"}, running("p1"))),
+			Invalid, "still listed with a healthy status"},
+		{"unanswered polls decide nothing", crash(pollAt(1500, nil, StatusPoll{PipelineID: "p1"}), pollAt(3000, nil, StatusPoll{PipelineID: "p1"})),
+			Unknown, "no sample of the manager's view"},
+	})
+	hang := func(polls ...PollSample) func() *RunData {
+		return func() *RunData {
+			var h hist
+			h.fault(1000, 9000, protocol.FaultHangProcess, "p1", map[string]any{"pid": 4242})
+			d := runData(&h)
+			d.Polls = polls
+			return d
+		}
+	}
+	runCheckCases(t, checkHangDetected, []checkCase{
+		{"removed in time", hang(pollAt(2000, []string{"p1"}, StatusPoll{PipelineID: "p1"}), pollAt(2400, []string{})), Valid, "all 1 hangs detected"},
+		// A status that never comes back is no detection.
+		{"never detected", hang(pollAt(2000, []string{"p1"}, StatusPoll{PipelineID: "p1"}), pollAt(4000, []string{"p1"}, StatusPoll{PipelineID: "p1"})),
+			Invalid, "not marked for removal"},
+	})
+	consistent := func(polls ...PollSample) func() *RunData {
+		return func() *RunData {
+			var h hist
+			h.call(1000, 10, "client-1", "terminate", "p2", OpOK, map[string]any{}, "")
+			d := runData(&h)
+			d.Polls = polls
+			return d
+		}
+	}
+	notFound := StatusPoll{PipelineID: "p1", Answered: true, ErrorType: "not_found"}
+	runCheckCases(t, checkConsistentHealth, []checkCase{
+		{"agree", consistent(pollAt(500, []string{"p1", "p2"}, running("p1")), pollAt(1500, []string{"p1"}, running("p1"))),
+			Valid, "agree in 2 polls"},
+		{"listed but not found", consistent(pollAt(500, []string{"p1"}, notFound), pollAt(900, []string{"p1"}, notFound)),
+			Invalid, "its status answers not_found"},
+		{"terminated but listed", consistent(pollAt(3000, []string{"p2"})), Invalid, "still listed"},
+		{"nothing sampled", func() *RunData { return runData(nil) }, Unknown, "no list/status polls"},
+	})
+}
