@@ -78,25 +78,10 @@ func sightings(d *RunData, id string) []sighting {
 		case c.Type == OpFail && strings.Contains(c.Error, "not_found"):
 			out = append(out, sighting{c.Time, true})
 		case c.F == "status" && c.Type == OpOK:
-			out = append(out, sighting{c.Time, slices.ContainsFunc(reportStates(c.Value), func(x string) bool { return slices.Contains(failedStates, x) })})
+			out = append(out, sighting{c.Time, slices.ContainsFunc(reportStates(valueFields(c.Value)), func(x string) bool { return slices.Contains(failedStates, x) })})
 		}
 	}
 	slices.SortStableFunc(out, func(a, b sighting) int { return cmp.Compare(a.at, b.at) })
-	return out
-}
-
-// reportStates reads the source states of a status answer's report.
-func reportStates(v any) []string {
-	report, _ := valueFields(v)["report"].(map[string]any)
-	sources, _ := report["sources_metadata"].([]any)
-	var out []string
-	for _, src := range sources {
-		if m, ok := src.(map[string]any); ok {
-			if st, ok := m["state"].(string); ok {
-				out = append(out, st)
-			}
-		}
-	}
 	return out
 }
 
