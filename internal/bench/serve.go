@@ -128,30 +128,25 @@ func (s *server) workerPids(ctx context.Context) (map[string]int, int, error) {
 	return out, idle, nil
 }
 
-// rssMB returns a process's resident set in MiB.
-func rssMB(pid int) (float64, error) {
+// procStat reads /proc/<pid>/stat.
+func procStat(pid int) (procfs.ProcStat, error) {
 	p, err := procfs.NewProc(pid)
 	if err != nil {
-		return 0, err
+		return procfs.ProcStat{}, err
 	}
-	st, err := p.Stat()
-	if err != nil {
-		return 0, err
-	}
-	return float64(st.ResidentMemory()) / (1 << 20), nil
+	return p.Stat()
+}
+
+// rssMB returns a process's resident set in MiB.
+func rssMB(pid int) (float64, error) {
+	st, err := procStat(pid)
+	return float64(st.ResidentMemory()) / (1 << 20), err
 }
 
 // cpuSeconds returns a process's user+system CPU time.
 func cpuSeconds(pid int) (float64, error) {
-	p, err := procfs.NewProc(pid)
-	if err != nil {
-		return 0, err
-	}
-	st, err := p.Stat()
-	if err != nil {
-		return 0, err
-	}
-	return st.CPUTime(), nil
+	st, err := procStat(pid)
+	return st.CPUTime(), err
 }
 
 // waitFor polls cond every step until it holds or bound passes.
@@ -176,14 +171,4 @@ func waitFor(ctx context.Context, bound, step time.Duration, cond func() (bool, 
 		case <-t.C:
 		}
 	}
-}
-
-// alive reports whether pid still exists (a zombie counts as gone).
-func alive(pid int) bool {
-	p, err := procfs.NewProc(pid)
-	if err != nil {
-		return false
-	}
-	st, err := p.Stat()
-	return err == nil && st.State != "Z"
 }
