@@ -252,12 +252,12 @@ func (w *worker) dispatch(ctx context.Context, cmd *protocol.WorkerCommand) outc
 	switch cmd.Type {
 	case protocol.TypeMute:
 		if refused := w.pipe.mute(); refused != "" {
-			return fail(notAllowed("MUTE", refused))
+			return fail(protocol.NotAllowed("MUTE", refused))
 		}
 		return answer(protocol.Success(nil))
 	case protocol.TypeResume:
 		if refused := w.pipe.resume(); refused != "" {
-			return fail(notAllowed("RESUME", refused))
+			return fail(protocol.NotAllowed("RESUME", refused))
 		}
 		return answer(protocol.Success(nil))
 	}
@@ -345,18 +345,6 @@ func (w *worker) host() hostSettings {
 		dec.width, dec.height, _ = protocol.ParseDecodeSize("")
 	}
 	return hostSettings{decoding: dec, stallTimeout: w.cfg.StallTimeout}
-}
-
-// notAllowed is upstream's answer to a mute or resume its stream refuses
-// (inference 1.5.0: VideoSource raises StreamOperationNotAllowedError, the
-// manager answers operation_error with this public message).
-func notAllowed(op, state string) *protocol.Error {
-	return &protocol.Error{
-		Type:    protocol.ErrTypeOperation,
-		Class:   "StreamOperationNotAllowedError",
-		Message: fmt.Sprintf("Could not %s stream in state: StreamState.%s", op, state),
-		Public:  "Cannot get pipeline status in the current state of InferencePipeline.",
-	}
 }
 
 // reply writes one reply frame, preceded by whatever the armed faults add.

@@ -22,10 +22,6 @@ var (
 		"synthetic://32x24?fps=-1", "", 42.5, []any{}, map[string]any{"camera": 1}}
 )
 
-// notAllowedClass is upstream's error_class of a mute or resume its stream
-// refuses in the current state.
-const notAllowedClass = "StreamOperationNotAllowedError"
-
 // Chaos faults as the actions draw them; slow_probe comes above and below
 // the probe deadline.
 const (
@@ -218,7 +214,7 @@ func (mc *machine) command(typ string) func(*rapid.T) {
 		// Upstream's state rule (issue 10): mute only while running,
 		// resume only while muted; otherwise StreamOperationNotAllowedError.
 		refused := typ == protocol.TypeMute && p.muted || typ == protocol.TypeResume && !p.muted
-		if r.ErrorClass == notAllowedClass {
+		if r.ErrorClass == protocol.ClassNotAllowed {
 			if !refused {
 				t.Fatalf("%s on %s (muted %v): %s, want success", typ, id, p.muted, describe(r))
 			}
