@@ -247,6 +247,11 @@ func (f *facts) judgeStates() (states, consumes []string) {
 	sentAfter := map[int]high{} // consume invoke -> the high mark when it was sent
 	frames := map[string]map[int64]*Op{}
 	stamps := map[string]consumeSeen{} // stamp + id -> first consume that returned it
+	// drained: per pipeline, an empty consume_result sent at least
+	// drainWindow after a mute took effect (the frames in flight at the
+	// mute have reached the buffer by then).
+	drained := map[string]*Op{}
+	drainWindow := 2 * eps
 	// quiet returns whether no fault window on id covers [from, to].
 	quiet := func(id string, from, to int64) bool {
 		l := f.lives[id]
@@ -385,6 +390,21 @@ func (f *facts) judgeStates() (states, consumes []string) {
 			}
 			if prev != nil && prev.HasNumber && prev.ID > done[id].id {
 				done[id] = high{prev.ID, o}
+			}
+			// Without a shared clock: once a muted pipeline's buffer was
+			// found empty, nothing new may reach it until a resume.
+			e := drained[id]
+			switch {
+			case prev == nil && quiet(id, inv.Time-drainWindow, o.Time) && m.definitelyMuted(inv.Time-drainWindow, o.Time):
+				if e == nil || !m.definitelyMuted(f.v.byIdx[e.Invoke].Time-drainWindow, inv.Time) {
+					drained[id] = o
+				}
+			case prev != nil && e != nil:
+				if einv := f.v.byIdx[e.Invoke]; quiet(id, einv.Time, o.Time) && m.definitelyMuted(einv.Time-drainWindow, o.Time) {
+					consumes = append(consumes, fmt.Sprintf("pipeline %s: op %d (consume_result sent at %s) returned frame %d while the pipeline was muted and op %d had found its buffer empty: %s",
+						id, o.Index, secs(inv.Time), prev.ID, e.Index, m.why(kindRunning)))
+				}
+				delete(drained, id)
 			}
 		}
 		m.record(o.Time)
