@@ -306,15 +306,19 @@ func gatherFacts(d *RunData) *facts {
 		}
 	}
 	// A worker the census saw alive and then no more: its pipeline may go.
-	for id, pid := range f.pids {
+	for _, id := range slices.Sorted(maps.Keys(f.pids)) {
+		pid := f.pids[id]
 		if t, ok := lastAlive(d.Census, pid); ok && t < lastCensus(d.Census) {
 			l := get(id)
 			l.Causes = append(l.Causes, window{t, never, fmt.Sprintf("its worker pid %d was last seen alive at %s", pid, secs(t)), nil, causeExit})
 		}
 	}
 	// Lists: presence for the ids they name, absence for the ids they
-	// lack that existed before the list was sent.
-	for _, lst := range f.lists {
+	// lack that existed before the list was sent (only the earliest
+	// absence counts, so one is kept per pipeline).
+	missing := map[string]*listObs{}
+	for i := range f.lists {
+		lst := &f.lists[i]
 		for id := range lst.IDs {
 			if l, ok := f.lives[id]; ok {
 				l.Present = append(l.Present, evidence{lst.Lo, lst.Op, "listed by " + lst.describe()})
@@ -325,6 +329,14 @@ func gatherFacts(d *RunData) *facts {
 			if lst.IDs[id] || l.InitOK == nil || lst.Lo <= l.InitOK.Time {
 				continue
 			}
+			if m := missing[id]; m == nil || lst.Hi < m.Hi {
+				missing[id] = lst
+			}
+		}
+	}
+	for _, id := range f.ids {
+		if lst := missing[id]; lst != nil {
+			l := f.lives[id]
 			l.Gone = append(l.Gone, evidence{lst.Hi, lst.Op, "not listed by " + lst.describe()})
 		}
 	}
