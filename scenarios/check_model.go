@@ -79,14 +79,15 @@ type life struct {
 type listObs struct {
 	Lo, Hi int64
 	IDs    map[string]bool
-	Op     *Op // nil for an inspect sample's list
+	Op     *Op    // nil for a sampled list
+	Source string // what took a sampled list
 }
 
 func (l listObs) describe() string {
 	if l.Op != nil {
 		return describeOp(l.Op)
 	}
-	return "the list_pipelines of the inspect sample at " + secs(l.Hi)
+	return l.Source
 }
 
 // facts indexes a run for the model checkers: each pipeline's life, the
@@ -302,7 +303,32 @@ func gatherFacts(d *RunData) *facts {
 			for _, id := range s.Listed {
 				ids[id] = true
 			}
-			f.lists = append(f.lists, listObs{Lo: s.Time - int64(samplerSpan), Hi: s.Time, IDs: ids})
+			f.lists = append(f.lists, listObs{Lo: s.Time - int64(samplerSpan), Hi: s.Time, IDs: ids,
+				Source: "the list_pipelines of the inspect sample at " + secs(s.Time)})
+		}
+	}
+	// Targets without inspect: the polls' lists and statuses, sent one
+	// after the other from the poll's time, each within pollTimeout.
+	for _, s := range d.Polls {
+		if s.Listed != nil {
+			f.lists = append(f.lists, listObs{Lo: s.Time, Hi: s.Time + int64(pollTimeout), IDs: stringSet(s.Listed),
+				Source: "the list_pipelines poll at " + secs(s.Time)})
+		}
+		for i, st := range s.Status {
+			switch {
+			case st.OK:
+				l := get(st.PipelineID)
+				l.Present = append(l.Present, evidence{s.Time, nil, "answered ok to the status poll at " + secs(s.Time)})
+			case st.ErrorType == protocol.ErrTypeNotFound:
+				l := get(st.PipelineID)
+				l.Gone = append(l.Gone, evidence{s.Time + int64(i+2)*int64(pollTimeout), nil, "answered not_found to the status poll at " + secs(s.Time)})
+			}
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(d.WorkerPids)) {
+		if pid := d.WorkerPids[id]; pid > 0 && f.pids[id] == 0 {
+			f.pids[id] = pid
+			f.owners[pid]++
 		}
 	}
 	// A worker the census saw alive and then no more: its pipeline may go.

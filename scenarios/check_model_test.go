@@ -155,6 +155,20 @@ func TestPipelineModelLifecycle(t *testing.T) {
 			h.initAs(0, "p1", OpOK, "")
 			h.fault(100, 0, "renamed_fault", "p1", nil)
 		}), Unknown, `fault "renamed_fault" is not in the fault catalogue`},
+		{"phantom seen by a list poll (no inspect)", func() *RunData {
+			h := &hist{}
+			h.initAs(0, "p9", OpFail, "invalid_payload: bad video_reference")
+			d := runData(h)
+			d.Polls = []PollSample{{Time: ms(3000), Listed: []string{"p9"}}}
+			return d
+		}, Invalid, "phantom pipeline: its init failed (op 1, invalid_payload) but listed by the list_pipelines poll at 3.000s"},
+		{"a status poll answered not_found with no cause", func() *RunData {
+			h := &hist{}
+			h.initAs(0, "p1", OpOK, "")
+			d := runData(h)
+			d.Polls = []PollSample{{Time: ms(1000), Listed: []string{"p1"}, Status: []StatusPoll{{PipelineID: "p1", Answered: true, ErrorType: "not_found"}}}}
+			return d
+		}, Invalid, "answered not_found to the status poll at 1.000s"},
 		{"not_found after its worker left the census", func() *RunData {
 			h := &hist{}
 			h.initAs(0, "p1", OpOK, "")
