@@ -107,6 +107,10 @@ type facts struct {
 	// each may have made one pipeline the history never names.
 	unknownInits []*Op
 	firstInit    int64 // invoke time of the first client init; -1 if none
+	// refusable are the mute and resume invokes whose failure the
+	// protocol allows (the stream may already have been in the state
+	// asked for); filled by judgeStates.
+	refusable map[int]bool
 	// unknownFaults say which faults of the run the catalogue does not
 	// know: their effect cannot be modelled, so no verdict is valid.
 	unknownFaults []string

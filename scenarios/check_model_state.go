@@ -232,6 +232,7 @@ type consumeSeen struct {
 // and judges status reports (states) and consume_result answers (frames).
 func (f *facts) judgeStates() (states, consumes []string) {
 	d := f.d
+	f.refusable = map[int]bool{}
 	eps := int64(d.Bounds.Epsilon)
 	// Frame capture times are comparable with the history only when the
 	// workers share the harness's clock.
@@ -276,9 +277,12 @@ func (f *facts) judgeStates() (states, consumes []string) {
 			case m == nil:
 			case o.F == protocol.TypeMute || o.F == protocol.TypeResume:
 				k := kindOf(o.F)
+				m.watching[o.Index] = m.possible()
 				m.inflight[k]++
 				for idx := range m.watching {
-					m.watching[idx] |= 1 << k
+					if idx != o.Index {
+						m.watching[idx] |= 1 << k
+					}
 				}
 				m.record(o.Time)
 			case o.F == protocol.TypeStatus:
@@ -309,6 +313,12 @@ func (f *facts) judgeStates() (states, consumes []string) {
 		switch o.F {
 		case protocol.TypeMute, protocol.TypeResume:
 			k := kindOf(o.F)
+			// The protocol lets a worker refuse a mute of a muted stream
+			// and a resume of a running one (operation_error).
+			if set := m.watching[inv.Index]; o.Type == OpFail && set.has(k) {
+				f.refusable[inv.Index] = true
+			}
+			delete(m.watching, inv.Index)
 			switch outcomeOf(o) {
 			case outOK:
 				m.resolve(inv.Time, inv.Time-1)
