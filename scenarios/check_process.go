@@ -18,9 +18,134 @@ func describeProc(p launch.ProcInfo) string {
 	return fmt.Sprintf("pid %d (%s) ppid %d pgid %d state %s", p.Pid, p.Comm, p.PPid, p.Pgid, p.State)
 }
 
-// checkNoLeakedProcesses: the census taken after shutdown holds no
-// process, live or zombie.
+// checkNoLeakedProcesses: no worker outlives its pipeline, and nothing is
+// left after shutdown.
+//   - During the run, every census sample: a worker process (or a member of
+//     its process group) whose pipeline has left the manager's table must be
+//     gone within KillBound + epsilon of the first inspect sample without
+//     it (the manager removes an entry once its worker is reaped, or after
+//     the join timeout when it would not die: then it is a leak).
+//   - At a SIGTERM shutdown, the census taken when the manager closes its
+//     launcher (PhaseSweep) holds no live process: what is alive there was
+//     left by the manager's own stop sequence and is killed only by the
+//     launcher's last-resort cleanup, which hides the leak.
+//   - The census taken after shutdown holds no process, live or zombie.
 func checkNoLeakedProcesses(d *RunData) Result {
+	inRun := runLeaks(d)
+	swept := sweptProcs(d)
+	final := finalLeaks(d)
+	if len(inRun)+len(swept) == 0 {
+		return final
+	}
+	details := append(append(inRun, swept...), final.Details...)
+	summary := fmt.Sprintf("%d workers outlived their pipeline during the run, %d left for the launcher's last-resort cleanup",
+		len(inRun), len(swept))
+	if final.Verdict != Valid {
+		summary += "; " + final.Summary
+	}
+	return Result{Verdict: Invalid, Summary: summary, Details: capDetails(details)}
+}
+
+// PhaseSweep is the census taken when the manager closes its launcher,
+// just before the launcher's last-resort cleanup (embedded manager only).
+const PhaseSweep = "sweep"
+
+// sweptProcs lists the live processes of the sweep census of a SIGTERM
+// shutdown (a SIGKILL leaves everything to that cleanup by design).
+func sweptProcs(d *RunData) []string {
+	if d.Shutdown.Signal != "SIGTERM" {
+		return nil
+	}
+	var out []string
+	for _, s := range d.Census {
+		if s.Phase != PhaseSweep {
+			continue
+		}
+		for _, p := range s.Procs {
+			if !p.Zombie() {
+				out = append(out, fmt.Sprintf("census at %s: %s was still alive when the manager closed its launcher: swept by the launcher's last-resort cleanup, not stopped by the manager",
+					secs(s.Time), describeProc(p)))
+			}
+		}
+	}
+	return out
+}
+
+// runLeaks applies the in-run rule of checkNoLeakedProcesses.
+func runLeaks(d *RunData) []string {
+	bound := int64(KillBound + d.Bounds.Epsilon)
+	// For each worker pid and group: the pipeline, and when it was last
+	// seen in the table (an inspect index).
+	type owner struct {
+		id   string
+		last int
+	}
+	byPid, byPgid := map[int]owner{}, map[int]owner{}
+	// gone returns when the table stopped showing o: the time of the first
+	// inspect sample after o.last, if it is at or before t (else -1).
+	gone := func(o owner, t int64) int64 {
+		if o.last+1 < len(d.Inspects) && d.Inspects[o.last+1].Time <= t {
+			return d.Inspects[o.last+1].Time
+		}
+		return -1
+	}
+	var out []string
+	reported := map[int]bool{}
+	// born[pid] is the start time of the process seen with that pid while
+	// its pipeline was in the table: a pid reused later is another process.
+	born := map[int]uint64{}
+	next := 0 // inspect samples taken so far
+	for _, s := range d.Census {
+		if s.Phase == PhaseFinal {
+			continue // judged by finalLeaks
+		}
+		for next < len(d.Inspects) && d.Inspects[next].Time <= s.Time {
+			for _, p := range d.Inspects[next].Pipelines {
+				if p.Pid > 0 {
+					byPid[p.Pid] = owner{p.PipelineID, next}
+				}
+				// Only a group the worker leads is its own: a foreign
+				// manager's workers may share the manager's group.
+				if p.Pgid > 1 && p.Pgid == p.Pid {
+					byPgid[p.Pgid] = owner{p.PipelineID, next}
+				}
+			}
+			next++
+		}
+		for _, p := range s.Procs {
+			if p.Zombie() || reported[p.Pid] {
+				continue
+			}
+			o, ok := byPid[p.Pid]
+			what := "worker"
+			if !ok {
+				if o, ok = byPgid[p.Pgid]; !ok {
+					continue // never a worker the table showed, nor in one's group
+				}
+				what = "member of the process group of the worker"
+			}
+			left := gone(o, s.Time)
+			if left < 0 {
+				born[p.Pid] = p.Start
+				continue
+			}
+			if start, seen := born[p.Pid]; !seen || start != p.Start {
+				continue // not seen alive while its pipeline was listed
+			}
+			if s.Time > left+bound {
+				reported[p.Pid] = true
+				out = append(out, fmt.Sprintf("census at %s: %s, %s of pipeline %s, alive %v after the pipeline left the table (inspect at %s; bound %v)",
+					secs(s.Time), describeProc(p), what, o.id, time.Duration(s.Time-left).Round(time.Millisecond), secs(left),
+					time.Duration(bound)))
+			}
+		}
+	}
+	return out
+}
+
+// finalLeaks: the census taken after shutdown holds no process, live or
+// zombie.
+func finalLeaks(d *RunData) Result {
 	var final *CensusSample
 	for i := range d.Census {
 		if d.Census[i].Phase == PhaseFinal {

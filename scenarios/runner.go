@@ -157,7 +157,9 @@ func Run(ctx context.Context, sc *Scenario, o Options) (*Report, error) {
 	// comes first and this one does nothing.
 	defer r.tr.flush()
 	if o.Target == "" {
-		r.tgt, err = startEmbedded(r.cfg, o, r.dir, log, r.tr)
+		eo := o
+		eo.WrapLauncher = r.watchSweep(o.WrapLauncher)
+		r.tgt, err = startEmbedded(r.cfg, eo, r.dir, log, r.tr)
 	} else {
 		r.tgt, err = connectExternal(ctx, o.Target, o.TargetPid)
 	}
