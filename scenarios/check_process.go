@@ -2,9 +2,12 @@ package scenarios
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/corral-dev/corral/manager/launch"
+	"github.com/corral-dev/corral/manager/protocol"
 )
 
 // PhaseFinal is the census phase taken after the manager's shutdown.
@@ -254,4 +257,104 @@ func workersAfter(d *RunData, t int64) []string {
 		}
 	}
 	return out
+}
+
+// churnWindow bounds how long after a churn cycle its pid is looked for in
+// the census: past it, the pid may belong to another process.
+const churnWindow = 5 * time.Second
+
+// checkChurnLeavesNothing: a create-and-destroy cycle (Scenario.Churn)
+// leaves nothing behind. Once its terminate is answered ok, its pipeline is
+// in no later inspect sample (neither in the table, with its health
+// record, nor in list_pipelines) from epsilon on, and its worker (any pid
+// the table showed for it) is gone from the census from KillBound +
+// epsilon on.
+func checkChurnLeavesNothing(d *RunData) Result {
+	b := d.Bounds
+	v := newOpView(d.Ops)
+	type cycle struct {
+		id   string
+		term *Op // the terminate's ok completion
+	}
+	var cycles []cycle
+	var unknown []string
+	inits := 0
+	for i := range d.Ops {
+		inv := &d.Ops[i]
+		if inv.Type != OpInvoke || !strings.HasPrefix(inv.Process, churnProcess) || inv.F != protocol.TypeTerminate {
+			if inv.Type == OpInvoke && strings.HasPrefix(inv.Process, churnProcess) && inv.F == protocol.TypeInit {
+				inits++
+			}
+			continue
+		}
+		c := v.completion(inv)
+		if c == nil || c.Type != OpOK {
+			what := "no completion"
+			if c != nil {
+				what = c.Type + " " + c.Error
+			}
+			unknown = append(unknown, fmt.Sprintf("%s: terminate not ok (%s): what it leaves cannot be judged", describeOp(inv), what))
+			continue
+		}
+		cycles = append(cycles, cycle{inv.PipelineID, c})
+	}
+	if inits == 0 {
+		return Result{Verdict: Valid, Summary: "no churn in this run"}
+	}
+	pids := map[string][]int{}
+	for _, s := range d.Inspects {
+		for _, p := range s.Pipelines {
+			if p.Pid > 0 && !slices.Contains(pids[p.PipelineID], p.Pid) {
+				pids[p.PipelineID] = append(pids[p.PipelineID], p.Pid)
+			}
+		}
+	}
+	var bad []string
+	judged := false
+	for _, c := range cycles {
+		from := c.term.Time + int64(b.Epsilon)
+		for si := range d.Inspects {
+			s := &d.Inspects[si]
+			if s.Time <= from {
+				continue
+			}
+			judged = true
+			if e := findEntry(s, c.id); e != nil {
+				bad = append(bad, fmt.Sprintf("inspect at %s: pipeline %s (%s) is still in the table %v after its terminate was answered ok (op %d)",
+					secs(s.Time), c.id, entryState(e), time.Duration(s.Time-c.term.Time).Round(time.Millisecond), c.term.Index))
+				break
+			}
+			if slices.Contains(s.Listed, c.id) {
+				bad = append(bad, fmt.Sprintf("inspect at %s: list_pipelines still shows %s after its terminate was answered ok (op %d)",
+					secs(s.Time), c.id, c.term.Index))
+				break
+			}
+		}
+		killed := c.term.Time + int64(KillBound+b.Epsilon)
+	census:
+		for _, s := range d.Census {
+			if s.Time <= killed || s.Time > killed+int64(churnWindow) {
+				continue
+			}
+			for _, p := range s.Procs {
+				if !p.Zombie() && slices.Contains(pids[c.id], p.Pid) {
+					bad = append(bad, fmt.Sprintf("census at %s: %s, the worker of %s, is alive %v after its terminate was answered ok (op %d)",
+						secs(s.Time), describeProc(p), c.id, time.Duration(s.Time-c.term.Time).Round(time.Millisecond), c.term.Index))
+					break census
+				}
+			}
+		}
+	}
+	switch {
+	case len(bad) > 0:
+		return Result{Verdict: Invalid, Summary: fmt.Sprintf("%d of %d destroyed pipelines left something behind", len(bad), len(cycles)),
+			Details: capDetails(append(bad, unknown...))}
+	case len(unknown) > 0:
+		return Result{Verdict: Unknown, Summary: fmt.Sprintf("%d of %d churn cycles could not be judged", len(unknown), inits),
+			Details: capDetails(unknown)}
+	case len(cycles) > 0 && !judged:
+		return Result{Verdict: Unknown, Summary: "no inspect sample was taken after the churn"}
+	}
+	return Result{Verdict: Valid, Summary: fmt.Sprintf("%d churn cycles (%d created and destroyed) left nothing in the table, the list or the process table",
+		inits, len(cycles))}
 }

@@ -60,3 +60,45 @@ func TestCheckSweptProcesses(t *testing.T) {
 		{name: "a SIGKILL is the sweep", data: run("SIGKILL", proc(9, "S")), verdict: Valid},
 	})
 }
+
+// TestCheckChurnLeavesNothing: after a churn cycle's terminate is answered
+// ok (at 1 s here), its pipeline is in no inspect sample from epsilon
+// (200 ms) on, and its worker in no census from KillBound + epsilon on.
+func TestCheckChurnLeavesNothing(t *testing.T) {
+	cycle := func(h *hist, termType string) {
+		h.call(100, 300, churnProcess+"1", protocol.TypeInit, "", OpOK, map[string]any{}, "")
+		h.ops[len(h.ops)-1].PipelineID = "c1" // the init's answer names the id
+		errText := ""
+		if termType != OpOK {
+			errText = "operation_error: worker would not stop"
+		}
+		h.call(900, 100, churnProcess+"1", protocol.TypeTerminate, "c1", termType, map[string]any{}, errText)
+	}
+	run := func(termType string, inspects []InspectSample, census ...CensusSample) func() *RunData {
+		return func() *RunData {
+			h := &hist{}
+			cycle(h, termType)
+			d := runData(h)
+			d.Inspects = inspects
+			d.Census = census
+			return d
+		}
+	}
+	during := inspectAt(600, []string{"c1"}, entry("c1", 21, protocol.StateRunning))
+	clean := []InspectSample{during, inspectAt(1300, nil)}
+	runCheckCases(t, checkChurnLeavesNothing, []checkCase{
+		{name: "nothing left", data: run(OpOK, clean, CensusSample{Time: ms(2500), Phase: PhaseChaos}), verdict: Valid,
+			want: "1 churn cycles (1 created and destroyed) left nothing"},
+		{name: "entry left in the table", data: run(OpOK, []InspectSample{during, inspectAt(1300, nil, entry("c1", 21, protocol.StateTerminating))}),
+			verdict: Invalid, want: "still in the table 300ms after its terminate"},
+		{name: "still listed", data: run(OpOK, []InspectSample{during, inspectAt(1300, []string{"c1"})}),
+			verdict: Invalid, want: "list_pipelines still shows c1"},
+		{name: "worker left in the process table", data: run(OpOK, clean,
+			CensusSample{Time: ms(2500), Phase: PhaseChaos, Procs: []launchProc{proc(21, "S")}}),
+			verdict: Invalid, want: "the worker of c1, is alive"},
+		{name: "a zombie is gone", data: run(OpOK, clean,
+			CensusSample{Time: ms(2500), Phase: PhaseChaos, Procs: []launchProc{proc(21, "Z")}}), verdict: Valid},
+		{name: "terminate failed", data: run(OpFail, clean), verdict: Unknown, want: "terminate not ok"},
+		{name: "no churn", data: func() *RunData { return runData(&hist{}) }, verdict: Valid, want: "no churn"},
+	})
+}

@@ -313,6 +313,7 @@ func (r *runner) play(ctx context.Context) error {
 		workers.Go(func() { r.runClient(ctx, entries) })
 	}
 	workers.Go(func() { r.keep(ctx) })
+	workers.Go(func() { r.runChurn(ctx) })
 	nemesisDone := make(chan struct{})
 	workers.Go(func() { defer close(nemesisDone); r.runNemesis(ctx, faults) })
 
