@@ -157,7 +157,8 @@ func TestAbandonedRequestsLeaveHealthyPipelineAnswering(t *testing.T) {
 	var wg sync.WaitGroup
 	for _, c := range conns {
 		wg.Go(func() {
-			_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			// Generous: busy answers come at once, the waiting ones never.
+			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 			body, err := protocol.ReadFrame(c, 0)
 			if err != nil {
 				return
@@ -266,4 +267,48 @@ func TestServerShutdownHonoursContext(t *testing.T) {
 	if err := srv.Shutdown(t.Context()); err != nil {
 		t.Fatalf("second Shutdown: %v", err)
 	}
+}
+
+// BenchmarkHealthyAfterAbandonWave measures a healthy pipeline's status
+// right after a wave of 1100 clients sent status to a hung pipeline and
+// reset (issue 9 asks under 100 ms), beside the same status on a calm
+// manager, and reports both and their ratio.
+func BenchmarkHealthyAfterAbandonWave(b *testing.B) {
+	const clients = 1100
+	cfg := testConfig()
+	cfg.Chaos = true
+	cfg.HealthCheckInterval = time.Hour
+	cfg.QueueTimeout = time.Minute
+	r := testkit.StartManager(b, cfg, memory(b))
+	healthy, hung := r.Init(b), r.Init(b)
+	if err := r.Client.Chaos(b.Context(), hung, "hang_queue", nil); err != nil {
+		b.Fatal(err)
+	}
+	status := func() time.Duration {
+		start := time.Now()
+		if _, err := r.Client.Status(b.Context(), healthy); err != nil {
+			b.Fatal(err)
+		}
+		return time.Since(start)
+	}
+	var calm, after []time.Duration
+	for range 20 {
+		calm = append(calm, status())
+	}
+	for b.Loop() {
+		b.StopTimer()
+		conns := make([]net.Conn, clients)
+		for i := range conns {
+			conns[i] = sendOnly(b, r.Addr, map[string]any{"type": "status", "pipeline_id": hung})
+		}
+		for _, c := range conns {
+			reset(c)
+		}
+		b.StartTimer()
+		after = append(after, status())
+	}
+	base, wave := median(calm), median(after)
+	b.ReportMetric(float64(base.Microseconds()), "calm-µs")
+	b.ReportMetric(float64(wave.Microseconds()), "after-wave-µs")
+	b.ReportMetric(float64(wave)/float64(base), "ratio")
 }

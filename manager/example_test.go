@@ -39,3 +39,26 @@ func Example() {
 	// unknown: not_found
 	// pipelines: 1
 }
+
+// A manager served on TCP as one Service: the way `corral serve` runs it.
+func ExampleStartService() {
+	cfg := manager.DefaultConfig()
+	cfg.Port = 0 // a free port
+	svc, err := manager.StartService(cfg, manager.Options{Launcher: launch.NewMemory(launch.MemoryConfig{})})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	c := &protocol.Client{Addr: svc.Addr()}
+	ctx := context.Background()
+	id, err := c.Init(ctx, protocol.InitConfig{VideoConfiguration: protocol.VideoConfiguration{VideoReference: "synthetic://64x48"}})
+	fmt.Println("init:", err == nil && id != "")
+	ids, _ := c.List(ctx)
+	fmt.Println("pipelines:", len(ids))
+	// Shutdown stops accepting, stops every pipeline and waits for both.
+	fmt.Println("shutdown:", svc.Shutdown(ctx))
+	// Output:
+	// init: true
+	// pipelines: 1
+	// shutdown: <nil>
+}

@@ -76,6 +76,7 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		{"STREAM_MANAGER_MAX_QUEUED_PER_PIPELINE", "0", ">= 1"},
 		{"STREAM_MANAGER_MAX_QUEUED_PER_PIPELINE", "many", ">= 1"},
 		{"STREAM_MANAGER_WORKER_RAM_MB", "0", "1..1048576"},
+		{"STREAM_MANAGER_MAX_WORKER_FRAME_BYTES", "512", "1024..4294967295"},
 		{"STREAM_MANAGER_CHAOS", "maybe", "true or false"},
 	}
 	for _, tt := range tests {

@@ -312,13 +312,6 @@ func (m *Manager) terminate(ctx context.Context, id string) protocol.Response {
 	}
 }
 
-// stopAsync marks p and stops it from a goroutine the manager owns.
-func (m *Manager) stopAsync(p *pipeline, reason string) {
-	if m.markRemoval(p, reason) {
-		m.stopMarked(p)
-	}
-}
-
 // stopMarked stops p, already marked for removal by the caller, from a
 // goroutine the manager owns. Refused only once Shutdown is past its
 // phases, which stop every pipeline.

@@ -135,12 +135,15 @@ func TestWorkerReplyOverWorkerCap(t *testing.T) {
 		t.Run(by, func(t *testing.T) {
 			interval := "3600"
 			if by == "probe" {
-				interval = "50ms"
+				interval = "500ms" // init and inspect name the worker first
 			}
 			s := startServer(t, []string{"STREAM_MANAGER_MAX_WORKER_FRAME_BYTES=1024",
 				"STREAM_MANAGER_HEALTH_CHECK_INTERVAL=" + interval, "STREAM_MANAGER_TERMINATION_GRACE_PERIOD=200ms"})
 			id := s.initPipeline(t, "synthetic://64x48?fps=50")
 			pid := s.workers(t)[id].Pid
+			if pid == 0 {
+				t.Fatalf("pipeline %s failed before inspect named its worker", id)
+			}
 			if by == "client" {
 				env := rawJSON(t, s.Addr, map[string]any{"type": "status", "pipeline_id": id})
 				msg, _ := env.Response["error_message"].(string)

@@ -6,24 +6,19 @@ import (
 	"context"
 	"encoding/json"
 	"net"
-	"os"
 	"os/exec"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/corral-dev/corral/tests/foreign"
 )
 
 // TestUpstreamClient runs testdata/upstream_client.py, an emulation of the
 // upstream Python client's socket code, through a whole pipeline life.
 func TestUpstreamClient(t *testing.T) {
 	t.Parallel()
-	python, err := exec.LookPath("python3")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("python3 is required under CI: %v", err)
-		}
-		t.Skipf("python3 not found (%v); the upstream client emulation needs it (CI fails instead of skipping)", err)
-	}
+	python := foreign.Python(t) // skips without python3, fails under CI
 	s := startServer(t, nil)
 	host, port, _ := net.SplitHostPort(s.Addr)
 

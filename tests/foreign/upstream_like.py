@@ -36,8 +36,10 @@ environment variable UPSTREAM_LIKE_FIX is read when the flag is absent):
   pass probes every worker that way, so a stopped or crashed worker freezes
   every client. Fixed: every wait is bounded by --queue-timeout (answers of
   an earlier request are dropped by request id, a timeout answers
-  operation_error), and the health pass reaps dead workers and kills one
-  that failed --max-health-failures probes in a row, so both leave the list.
+  operation_error, and commands to a worker that missed an answer fail fast
+  until a probe succeeds), dead workers are reaped, and the health pass
+  kills a worker that failed --max-health-failures probes in a row, so
+  both leave the list.
 - sigterm: the SIGTERM handler raises TypeError when any pipeline exists;
   the manager dies with a traceback (exit 1) and its workers keep running.
   Fixed: SIGTERM stops every worker (SIGTERM, --grace seconds, SIGKILL),
@@ -186,14 +188,35 @@ class Manager:
             return failure("not_found", NOT_FOUND.format(pipeline_id), "NotFoundError"), pipeline_id
         if kind == "terminate":
             return self.terminate(worker), pipeline_id
+        if "timeout" in self.fixes:
+            if self.reap_if_dead(worker, "request"):
+                return failure("operation_error", "pipeline %s: its worker %d died (exit %s)"
+                               % (pipeline_id, worker.process.pid, worker.process.exitcode)), pipeline_id
+            if worker.failures:
+                # Fail fast while the health pass decides: a serial server
+                # must not spend a timeout per command on a stuck worker.
+                return failure("operation_error", "pipeline %s is not responding (%d failed answers)"
+                               % (pipeline_id, worker.failures), "TimeoutError"), pipeline_id
         command = {"type": kind}
         if kind == "consume_result":
             command["excluded_fields"] = request.get("excluded_fields") or []
         try:
             return worker.ask(command, self.wait_bound()), pipeline_id
         except WorkerTimeout:
+            worker.failures += 1
             return failure("operation_error", "pipeline %s did not answer %s within %.1fs"
                            % (pipeline_id, kind, self.args.queue_timeout), "TimeoutError"), pipeline_id
+
+    def reap_if_dead(self, worker, found_by):
+        """Fixed mode: a worker that exited is joined and leaves the table."""
+        if worker.process.is_alive():
+            return False
+        worker.process.join(1)
+        self.table.pop(worker.pipeline_id, None)
+        self.note("exit", worker, exitcode=worker.process.exitcode, found_by=found_by)
+        log("pipeline %s: worker %d died (exit %s), removed" % (worker.pipeline_id, worker.process.pid,
+                                                               worker.process.exitcode))
+        return True
 
     def init(self, request):
         pipeline_id = str(uuid.uuid4())
@@ -215,13 +238,16 @@ class Manager:
         return answer, pipeline_id
 
     def terminate(self, worker):
-        try:
-            answer = worker.ask({"type": "terminate"}, self.wait_bound())
-        except WorkerTimeout:
-            answer = {"status": "success"}  # it is stopped below either way
         if "timeout" in self.fixes:
+            answer = {"status": "success"}
+            if worker.process.is_alive() and not worker.failures:
+                try:
+                    answer = worker.ask({"type": "terminate"}, self.wait_bound())
+                except WorkerTimeout:
+                    pass  # stopped below either way
             exitcode = worker.stop(self.args.grace)
         else:
+            answer = worker.ask({"type": "terminate"}, None)
             worker.process.join()
             exitcode = worker.process.exitcode
         self.table.pop(worker.pipeline_id, None)
@@ -236,12 +262,7 @@ class Manager:
         workers are reaped and a worker that failed max_health_failures
         probes in a row is killed; both leave the table."""
         for pipeline_id, worker in list(self.table.items()):
-            if "timeout" in self.fixes and not worker.process.is_alive():
-                worker.process.join(1)
-                del self.table[pipeline_id]
-                self.note("exit", worker, exitcode=worker.process.exitcode, found_by="health")
-                log("pipeline %s: worker %d died (exit %s), removed" % (pipeline_id, worker.process.pid,
-                                                                       worker.process.exitcode))
+            if "timeout" in self.fixes and self.reap_if_dead(worker, "health"):
                 continue
             try:
                 worker.ask({"type": "status"}, self.wait_bound())
