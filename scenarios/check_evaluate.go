@@ -60,6 +60,9 @@ func allCheckers() []Checker {
 		checkerFunc{CheckSLOs, checkSLOs},
 		checkerFunc{CheckLimits, checkLimits},
 		checkerFunc{CheckChurn, checkChurnLeavesNothing},
+		checkerFunc{CheckPipelineModel, checkPipelineModel},
+		checkerFunc{CheckCensusTruth, checkCensusTruth},
+		checkerFunc{CheckAvailability, checkAvailability},
 	}
 }
 
