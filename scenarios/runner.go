@@ -343,7 +343,8 @@ func (r *runner) play(ctx context.Context) error {
 		for len(r.takeCensus()) > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
 			time.Sleep(100 * time.Millisecond)
 		}
-		r.recordCensus(PhaseFinal, r.takeCensus())
+		start := r.since()
+		r.recordCensus(start, PhaseFinal, r.takeCensus())
 	}
 	stopSampling()
 	sampler.Wait()

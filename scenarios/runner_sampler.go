@@ -46,7 +46,8 @@ func (r *runner) sample(ctx context.Context) {
 	defer wg.Wait()
 	wg.Go(func() {
 		repeat(ctx, censusEvery, func() time.Duration {
-			r.recordCensus(r.currentPhase(), r.takeCensus())
+			start := r.since()
+			r.recordCensus(start, r.currentPhase(), r.takeCensus())
 			return censusEvery
 		})
 	})
@@ -234,12 +235,14 @@ func (w *sweepWatcher) Close() error {
 		killed := w.r.shutdownRec.Signal == "SIGKILL" // emulated: the sweep is the kill
 		w.r.mu.Unlock()
 		deadline := time.Now().Add(sweepWait)
+		start := w.r.since()
 		procs := w.r.takeCensus()
 		for !killed && liveProcs(procs) > 0 && time.Now().Before(deadline) {
 			time.Sleep(sweepPoll)
+			start = w.r.since()
 			procs = w.r.takeCensus()
 		}
-		w.r.recordCensus(PhaseSweep, procs)
+		w.r.recordCensus(start, PhaseSweep, procs)
 	})
 	return w.Launcher.Close()
 }
@@ -266,11 +269,13 @@ func (r *runner) takeCensus() []launch.ProcInfo {
 	return r.tgt.census(pgids)
 }
 
-func (r *runner) recordCensus(phase string, procs []launch.ProcInfo) {
+// recordCensus records a census that began at start.
+func (r *runner) recordCensus(start time.Duration, phase string, procs []launch.ProcInfo) {
 	if procs == nil {
 		procs = []launch.ProcInfo{}
 	}
-	s := CensusSample{Time: int64(r.since()), Phase: phase, Procs: procs, ManagerRSS: r.managerRSS()}
+	s := CensusSample{Time: int64(start), Phase: phase, Procs: procs, ManagerRSS: r.managerRSS()}
+	s.End = int64(r.since())
 	r.mu.Lock()
 	r.census = append(r.census, s)
 	r.mu.Unlock()
