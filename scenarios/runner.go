@@ -253,7 +253,7 @@ func prepare(sc *Scenario, o Options) (*runner, error) {
 	}
 	r := &runner{sc: s, seed: s.Seed, o: o, cfg: cfg, plan: PlanRun(s, s.Seed), tl: TimelineOf(s),
 		ids: newPipelines(), pgids: map[int]bool{}, workers: newWorkerMap()}
-	r.bounds = resolveBounds(cfg, s, o.Bounds)
+	r.bounds = resolveBounds(cfg, s, o.Bounds, Profile{}) // settled again with the target's profile
 	r.progress = newProgress(o.Progress, s.Name, s.Seed, r.tl)
 	return r, nil
 }
