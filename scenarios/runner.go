@@ -367,6 +367,7 @@ func (r *runner) data() *RunData {
 	return &RunData{
 		Scenario: r.sc, Seed: r.seed, Start: r.start, Dir: r.dir, Embedded: r.tgt.embedded,
 		Plan: r.plan, Ops: r.hist.Ops(), Census: r.census, Inspects: r.inspects, Polls: r.polls, Profile: r.profile,
+		WorkerPids: r.workers.pids(),
 		TargetAddr: r.o.Target, TargetPid: r.o.TargetPid,
 		Bounds: r.bounds, Shutdown: r.shutdownRec, Replay: r.replay(),
 		TracesFile: r.tr.file, TraceURL: r.tr.url,
