@@ -293,7 +293,7 @@ func checkCrashDetected(d *RunData) Result {
 // is no detection: the manager must say so).
 func detectedGone(d *RunData, w faultWindow, bound int64, polls bool, gone func(*InspectSample) bool) (string, int64) {
 	if polls {
-		return detectedByPolls(d, w.Start, bound, func(s *PollSample) (bool, bool) { return pollGone(s, w.PipelineID) })
+		return detectedBySightings(d, w.Start, bound, w.PipelineID)
 	}
 	return detectedBy(d, w.Start, bound, gone)
 }

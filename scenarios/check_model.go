@@ -79,14 +79,15 @@ type life struct {
 type listObs struct {
 	Lo, Hi int64
 	IDs    map[string]bool
-	Op     *Op // nil for an inspect sample's list
+	Op     *Op    // nil for a sampled list
+	Source string // what took a sampled list
 }
 
 func (l listObs) describe() string {
 	if l.Op != nil {
 		return describeOp(l.Op)
 	}
-	return "the list_pipelines of the inspect sample at " + secs(l.Hi)
+	return l.Source
 }
 
 // facts indexes a run for the model checkers: each pipeline's life, the
@@ -106,6 +107,10 @@ type facts struct {
 	// each may have made one pipeline the history never names.
 	unknownInits []*Op
 	firstInit    int64 // invoke time of the first client init; -1 if none
+	// refusable are the mute and resume invokes whose failure the
+	// protocol allows (the stream may already have been in the state
+	// asked for); filled by judgeStates.
+	refusable map[int]bool
 	// unknownFaults say which faults of the run the catalogue does not
 	// know: their effect cannot be modelled, so no verdict is valid.
 	unknownFaults []string
@@ -302,19 +307,48 @@ func gatherFacts(d *RunData) *facts {
 			for _, id := range s.Listed {
 				ids[id] = true
 			}
-			f.lists = append(f.lists, listObs{Lo: s.Time - int64(samplerSpan), Hi: s.Time, IDs: ids})
+			f.lists = append(f.lists, listObs{Lo: s.Time - int64(samplerSpan), Hi: s.Time, IDs: ids,
+				Source: "the list_pipelines of the inspect sample at " + secs(s.Time)})
+		}
+	}
+	// Targets without inspect: the polls' lists and statuses, sent one
+	// after the other from the poll's time, each within pollTimeout.
+	for _, s := range d.Polls {
+		if s.Listed != nil {
+			f.lists = append(f.lists, listObs{Lo: s.Time, Hi: s.Time + int64(pollTimeout), IDs: stringSet(s.Listed),
+				Source: "the list_pipelines poll at " + secs(s.Time)})
+		}
+		for i, st := range s.Status {
+			switch {
+			case st.OK:
+				l := get(st.PipelineID)
+				l.Present = append(l.Present, evidence{s.Time, nil, "answered ok to the status poll at " + secs(s.Time)})
+			case st.ErrorType == protocol.ErrTypeNotFound:
+				l := get(st.PipelineID)
+				l.Gone = append(l.Gone, evidence{s.Time + int64(i+2)*int64(pollTimeout), nil, "answered not_found to the status poll at " + secs(s.Time)})
+			}
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(d.WorkerPids)) {
+		if pid := d.WorkerPids[id]; pid > 0 && f.pids[id] == 0 {
+			f.pids[id] = pid
+			f.owners[pid]++
 		}
 	}
 	// A worker the census saw alive and then no more: its pipeline may go.
-	for id, pid := range f.pids {
+	for _, id := range slices.Sorted(maps.Keys(f.pids)) {
+		pid := f.pids[id]
 		if t, ok := lastAlive(d.Census, pid); ok && t < lastCensus(d.Census) {
 			l := get(id)
 			l.Causes = append(l.Causes, window{t, never, fmt.Sprintf("its worker pid %d was last seen alive at %s", pid, secs(t)), nil, causeExit})
 		}
 	}
 	// Lists: presence for the ids they name, absence for the ids they
-	// lack that existed before the list was sent.
-	for _, lst := range f.lists {
+	// lack that existed before the list was sent (only the earliest
+	// absence counts, so one is kept per pipeline).
+	missing := map[string]*listObs{}
+	for i := range f.lists {
+		lst := &f.lists[i]
 		for id := range lst.IDs {
 			if l, ok := f.lives[id]; ok {
 				l.Present = append(l.Present, evidence{lst.Lo, lst.Op, "listed by " + lst.describe()})
@@ -325,6 +359,14 @@ func gatherFacts(d *RunData) *facts {
 			if lst.IDs[id] || l.InitOK == nil || lst.Lo <= l.InitOK.Time {
 				continue
 			}
+			if m := missing[id]; m == nil || lst.Hi < m.Hi {
+				missing[id] = lst
+			}
+		}
+	}
+	for _, id := range f.ids {
+		if lst := missing[id]; lst != nil {
+			l := f.lives[id]
 			l.Gone = append(l.Gone, evidence{lst.Hi, lst.Op, "not listed by " + lst.describe()})
 		}
 	}

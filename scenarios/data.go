@@ -137,6 +137,9 @@ type RunData struct {
 	Polls []PollSample
 	// Profile is what the harness knew about the target.
 	Profile Profile
+	// WorkerPids maps pipeline ids to the worker pid the census found
+	// around their init (targets without inspect; see workerMap).
+	WorkerPids map[string]int
 	// TargetAddr and TargetPid name an external target ("" and 0 when
 	// embedded or unknown).
 	TargetAddr string

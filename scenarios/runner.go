@@ -251,7 +251,7 @@ func prepare(sc *Scenario, o Options) (*runner, error) {
 	}
 	r := &runner{sc: s, seed: s.Seed, o: o, cfg: cfg, plan: PlanRun(s, s.Seed), tl: TimelineOf(s),
 		ids: newPipelines(), pgids: map[int]bool{}, workers: newWorkerMap()}
-	r.bounds = resolveBounds(cfg, s, o.Bounds)
+	r.bounds = resolveBounds(cfg, s, o.Bounds, Profile{}) // settled again with the target's profile
 	r.progress = newProgress(o.Progress, s.Name, s.Seed, r.tl)
 	return r, nil
 }
@@ -367,6 +367,7 @@ func (r *runner) data() *RunData {
 	return &RunData{
 		Scenario: r.sc, Seed: r.seed, Start: r.start, Dir: r.dir, Embedded: r.tgt.embedded,
 		Plan: r.plan, Ops: r.hist.Ops(), Census: r.census, Inspects: r.inspects, Polls: r.polls, Profile: r.profile,
+		WorkerPids: r.workers.pids(),
 		TargetAddr: r.o.Target, TargetPid: r.o.TargetPid,
 		Bounds: r.bounds, Shutdown: r.shutdownRec, Replay: r.replay(),
 		TracesFile: r.tr.file, TraceURL: r.tr.url,

@@ -24,11 +24,12 @@ const (
 	// pollEvery is the base period of list_pipelines + status polls for
 	// targets without inspect; it stretches to pollBackoff times the last
 	// poll's duration (at most pollMax) when answers slow, so a serial
-	// server spends at most about a fifth of its time on the sampler.
+	// server spends at most about a third of its time on the sampler.
 	pollEvery   = 500 * time.Millisecond
-	pollBackoff = 4
-	pollMax     = 5 * time.Second
-	// pollTimeout bounds each sampling request.
+	pollBackoff = 2
+	pollMax     = 2 * time.Second
+	// pollTimeout bounds each sampling request (for a serial target, the
+	// queue timeout if longer: its answer may wait behind one request).
 	pollTimeout = time.Second
 	// pollStatusCap bounds the status requests of one poll.
 	pollStatusCap = 16
@@ -51,6 +52,9 @@ func (r *runner) sample(ctx context.Context) {
 		})
 	})
 	c := &protocol.Client{Addr: r.tgt.addr, Timeout: pollTimeout, Traceparent: unsampledTraceparent}
+	if r.profile.Serial {
+		c.Timeout = max(pollTimeout, r.bounds.QueueTimeout)
+	}
 	useInspect := r.profile.Has(protocol.TypeInspect)
 	first := inspectEvery
 	if !useInspect {
@@ -128,8 +132,10 @@ func (r *runner) inspectOnce(ctx context.Context, c *protocol.Client) bool {
 // serial server one unanswered status means every later request waits
 // behind it, so the poll stops there.
 func (r *runner) pollOnce(ctx context.Context, c *protocol.Client) {
-	s := PollSample{Time: int64(r.since())}
 	listed, err := c.List(ctx)
+	// Stamped when the list was answered: that is when the manager's view
+	// was seen (a serial server may have answered late).
+	s := PollSample{Time: int64(r.since())}
 	if err != nil {
 		s.ListError = err.Error()
 	} else {
@@ -184,15 +190,7 @@ func statusPoll(id string, resp protocol.Response, err error) StatusPoll {
 	default:
 		return p
 	}
-	report, _ := resp.Fields["report"].(map[string]any)
-	sources, _ := report["sources_metadata"].([]any)
-	for _, src := range sources {
-		if m, ok := src.(map[string]any); ok {
-			if st, ok := m["state"].(string); ok {
-				p.States = append(p.States, st)
-			}
-		}
-	}
+	p.States = reportStates(resp.Fields)
 	return p
 }
 

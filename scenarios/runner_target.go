@@ -243,6 +243,7 @@ func (r *runner) settleProfile(ctx context.Context) error {
 		chaosOn = p.Has(protocol.TypeChaos)
 	}
 	r.profile = p.forTarget(r.tgt.embedded, r.tgt.managerPid, chaosOn)
+	r.bounds = resolveBounds(r.cfg, r.sc, r.o.Bounds, r.profile)
 	r.initFields = r.profile.initFields(r.sc.Video, r.sc.Init)
 	r.plan = markApplicability(r.plan, r.profile)
 	var sched strings.Builder
