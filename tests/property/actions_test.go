@@ -1,6 +1,7 @@
 package property
 
 import (
+	"maps"
 	"slices"
 	"syscall"
 	"time"
@@ -49,6 +50,9 @@ func (mc *machine) actions() map[string]func(*rapid.T) {
 	}
 	if mc.tier.concurrentInits {
 		a["init_concurrent"] = mc.initConcurrent
+	}
+	if mc.tier.virtual {
+		maps.Copy(a, mc.virtualActions())
 	}
 	if mc.tier.processes {
 		a["sigstop"] = mc.signal(syscall.SIGSTOP)
@@ -268,6 +272,7 @@ func (mc *machine) terminateRacing(t *rapid.T) {
 	if r := mc.do(t, protocol.TypeChaos, id, map[string]any{protocol.ChaosFieldFault: protocol.ChaosIgnoreSigterm}); !mc.answerLive(t, "chaos ignore_sigterm", id, r) {
 		return
 	}
+	mc.live[id].ignoreTerm = true
 	req, err := request(protocol.TypeTerminate, id, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -345,7 +350,16 @@ func (mc *machine) chaos(t *rapid.T) {
 		return
 	}
 	if fault != protocol.ChaosCrash {
-		mc.answerLive(t, "chaos "+fault, id, r)
+		if mc.answerLive(t, "chaos "+fault, id, r) {
+			switch fault {
+			case slowProbeBelow:
+				p.slowProbe = true
+			case protocol.ChaosIgnoreSigterm:
+				p.ignoreTerm = true
+			case protocol.ChaosHeal:
+				p.slowProbe, p.ignoreTerm = false, false
+			}
+		}
 		switch fault {
 		case protocol.ChaosHangQueue, slowProbeAbove:
 			mc.volatile(id, fault)

@@ -13,9 +13,14 @@ import (
 	"github.com/corral-dev/corral/manager/protocol"
 )
 
-// slack is added to every bound the manager documents: scheduling noise
-// under -race on 2 cores, not a tolerance for the manager's own waits.
-const slack = time.Second
+// realSlack is added to every bound the manager documents in the real-time
+// tiers: scheduling noise under -race on 2 cores, not a tolerance for the
+// manager's own waits. In virtual time the slack is one nanosecond: an
+// answer at the very instant of its bound is within it, and nothing later.
+const (
+	realSlack    = time.Second
+	virtualSlack = time.Nanosecond
+)
 
 // tier is one way of running the machine.
 type tier struct {
@@ -31,6 +36,16 @@ type tier struct {
 	// slow (as a logging or exporting hook can be) on the event of a newly
 	// started worker, which widens the window of the race it finds.
 	concurrentInits bool
+	// virtual runs the machine inside a synctest bubble (virtual_test.go):
+	// bounds are exact, a command to a steady pipeline answers at the
+	// instant it is sent, and the extra actions of virtualActions run.
+	virtual bool
+	// Planted bugs (planted_test.go): configure changes the manager's
+	// configuration only (the machine keeps checking the declared one),
+	// middleware wraps its Handler, wrap wraps its launcher.
+	configure  func(*manager.Config)
+	middleware []manager.Middleware
+	wrap       func(launch.Launcher) launch.Launcher
 }
 
 // pipe is the model of one pipeline a client created.
@@ -40,6 +55,12 @@ type pipe struct {
 	// fault, a SIGSTOP, an unknown outcome); "" means it must stay until
 	// terminated.
 	volatile string
+	// slowProbe: a slow_probe fault below the probe deadline is armed, so
+	// its status commands take that long (virtual tier).
+	slowProbe bool
+	// ignoreTerm: an ignore_sigterm fault is armed, so terminate takes the
+	// grace period (virtual tier).
+	ignoreTerm bool
 }
 
 // machine is one rapid check: a manager, its event recorder, and the model.
@@ -51,6 +72,9 @@ type machine struct {
 	ev    *recorder
 	lat   *latencies
 	procs *launch.Processes // real-process tier only
+	mem   *launch.Memory    // in-memory tiers: closed at the end whatever the manager did
+	slack time.Duration
+	vt    *virtualState // virtual tier only
 	null  *os.File          // workers' stderr, real-process tier only
 
 	live map[string]*pipe
@@ -73,16 +97,16 @@ func slowOnSpawn(e manager.Event) {
 // (terminate of a worker that ignores SIGTERM: grace, then SIGKILL and the
 // join) plus a command's queue timeout and slack.
 func (mc *machine) handleBound() time.Duration {
-	return mc.cfg.QueueTimeout + mc.cfg.TerminationGracePeriod + mc.cfg.ProcessJoinTimeout + slack
+	return mc.cfg.QueueTimeout + mc.cfg.TerminationGracePeriod + mc.cfg.ProcessJoinTimeout + mc.slack
 }
 
 func (mc *machine) shutdownBound() time.Duration {
-	return mc.cfg.TerminationGracePeriod + mc.cfg.ProcessJoinTimeout + slack
+	return mc.cfg.TerminationGracePeriod + mc.cfg.ProcessJoinTimeout + mc.slack
 }
 
 // poolBound bounds the refill of the warm pool: one start per slot.
 func (mc *machine) poolBound() time.Duration {
-	return time.Duration(mc.cfg.PreloadedProcesses+1)*mc.cfg.QueueTimeout + slack
+	return time.Duration(mc.cfg.PreloadedProcesses+1)*mc.cfg.QueueTimeout + mc.slack
 }
 
 func newMachine(t *rapid.T, tr tier, lat *latencies, unknowns *int) *machine {
@@ -91,6 +115,10 @@ func newMachine(t *rapid.T, tr tier, lat *latencies, unknowns *int) *machine {
 	mc := &machine{
 		tier: tr, cfg: cfg, ev: newRecorder(), lat: lat, unknowns: unknowns,
 		live: map[string]*pipe{}, gone: map[string]string{}, stopped: map[int]bool{},
+		slack: realSlack,
+	}
+	if tr.virtual {
+		mc.slack = virtualSlack
 	}
 	var l launch.Launcher
 	if tr.processes {
@@ -112,18 +140,31 @@ func newMachine(t *rapid.T, tr tier, lat *latencies, unknowns *int) *machine {
 		}
 		mc.procs, l = procs, procs
 	} else {
-		l = launch.NewMemory(launch.MemoryConfig{})
+		mc.mem = launch.NewMemory(launch.MemoryConfig{})
+		l = mc.mem
+	}
+	if tr.virtual {
+		mc.vt = newVirtualState()
+		l = &countingLauncher{Launcher: l, vt: mc.vt}
+	}
+	if tr.wrap != nil {
+		l = tr.wrap(l)
 	}
 	hook := mc.ev.hook
 	if tr.concurrentInits {
 		hook = manager.Hooks(slowOnSpawn, hook)
 	}
-	m, err := manager.New(cfg, manager.Options{Launcher: l, Hook: hook})
+	mcfg := cfg
+	if tr.configure != nil {
+		tr.configure(&mcfg)
+	}
+	m, err := manager.New(mcfg, manager.Options{Launcher: l, Hook: hook})
 	if err != nil {
 		_ = l.Close()
+		mc.closeMemory()
 		t.Fatal(err)
 	}
-	mc.m, mc.h = m, manager.Chain(m, manager.Recover(nil))
+	mc.m, mc.h = m, manager.Chain(m, append(slices.Clone(tr.middleware), manager.Recover(nil))...)
 	mc.ev.maxFailures = cfg.MaxHealthFailures
 	if tr.strictHealth {
 		mc.ev.mu.Lock()
@@ -141,12 +182,17 @@ func (mc *machine) do(t *rapid.T, typ, id string, fields map[string]any) protoco
 	if err != nil {
 		t.Fatalf("build %s request: %v", typ, err)
 	}
-	resp, _, err := call(mc.h, req, mc.handleBound(), mc.lat)
+	steady := mc.steady(id)
+	resp, took, err := call(mc.h, req, mc.handleBound(), mc.lat)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := shapeError(req, resp); err != nil {
 		t.Fatal(err)
+	}
+	if mc.vt != nil && steady && took != 0 {
+		t.Fatalf("%s on steady pipeline %q answered after %s of virtual time; a steady worker answers at once and nothing else (a probe, another pipeline) may hold it%s",
+			typ, id, took, mc.ev.history(id))
 	}
 	return resp
 }
@@ -229,7 +275,7 @@ func (mc *machine) answerLive(t *rapid.T, typ, id string, r protocol.Response) b
 // kill, which the manager learns from the process exit at once).
 func (mc *machine) waitGone(t *rapid.T, id, what string) {
 	t.Helper()
-	_, ok := mc.ev.waitFor(mc.cfg.TerminationGracePeriod+mc.cfg.ProcessJoinTimeout+slack, func(e manager.Event) bool {
+	_, ok := mc.ev.waitFor(mc.cfg.TerminationGracePeriod+mc.cfg.ProcessJoinTimeout+mc.slack, func(e manager.Event) bool {
 		x, ok := e.(manager.WorkerExited)
 		return ok && x.PipelineID == id
 	})
@@ -245,6 +291,9 @@ func (mc *machine) waitGone(t *rapid.T, id, what string) {
 // check is the invariant, run before the first action and after each one.
 func (mc *machine) check(t *rapid.T) {
 	t.Helper()
+	if mc.vt != nil {
+		mc.checkVirtual(t)
+	}
 	snap := mc.m.Snapshot()
 	if snap.ShuttingDown {
 		t.Fatal("snapshot says shutting down before Shutdown")
@@ -365,6 +414,7 @@ func (mc *machine) waitPool(t *rapid.T) {
 func (mc *machine) finish(t *rapid.T) {
 	t.Helper()
 	defer mc.closeNull()
+	defer mc.closeMemory()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*mc.shutdownBound())
 	defer cancel()
 	start := time.Now()
@@ -391,6 +441,9 @@ func (mc *machine) finish(t *rapid.T) {
 	}
 	if mc.procs != nil {
 		mc.census(t)
+	}
+	if mc.vt != nil {
+		mc.finishVirtual(t)
 	}
 }
 
@@ -420,9 +473,19 @@ func (mc *machine) census(t *rapid.T) {
 // the next check and goleak start clean.
 func (mc *machine) abort() {
 	defer mc.closeNull()
+	defer mc.closeMemory()
 	ctx, cancel := context.WithTimeout(context.Background(), mc.shutdownBound())
 	defer cancel()
 	_ = mc.m.Shutdown(ctx) // the check has already failed; its own message says why
+}
+
+// closeMemory closes the in-memory launcher: the manager's Shutdown does,
+// but a planted manager may not reach it, and no worker loop may outlive
+// the check (or the synctest bubble).
+func (mc *machine) closeMemory() {
+	if mc.mem != nil {
+		_ = mc.mem.Close()
+	}
 }
 
 func (mc *machine) closeNull() {
