@@ -42,9 +42,10 @@ type tier struct {
 	virtual bool
 	// Planted bugs (planted_test.go): configure changes the manager's
 	// configuration only (the machine keeps checking the declared one),
-	// middleware wraps its Handler, wrap wraps its launcher.
+	// middleware wraps its Handler (built per check: in the virtual tier
+	// its channels must belong to the bubble), wrap wraps its launcher.
 	configure  func(*manager.Config)
-	middleware []manager.Middleware
+	middleware func() []manager.Middleware
 	wrap       func(launch.Launcher) launch.Launcher
 }
 
@@ -75,10 +76,11 @@ type machine struct {
 	mem   *launch.Memory    // in-memory tiers: closed at the end whatever the manager did
 	slack time.Duration
 	vt    *virtualState // virtual tier only
-	null  *os.File          // workers' stderr, real-process tier only
+	null  *os.File      // workers' stderr, real-process tier only
 
 	live map[string]*pipe
 	gone map[string]string // id -> how it left the table; ids never come back
+	rank map[string]int    // id -> order of first sight, for orderedKeys
 
 	stopped                 map[int]bool // SIGSTOPped worker pids
 	lastStale, lastTimeouts int64
@@ -115,6 +117,7 @@ func newMachine(t *rapid.T, tr tier, lat *latencies, unknowns *int) *machine {
 	mc := &machine{
 		tier: tr, cfg: cfg, ev: newRecorder(), lat: lat, unknowns: unknowns,
 		live: map[string]*pipe{}, gone: map[string]string{}, stopped: map[int]bool{},
+		rank:  map[string]int{},
 		slack: realSlack,
 	}
 	if tr.virtual {
@@ -124,7 +127,7 @@ func newMachine(t *rapid.T, tr tier, lat *latencies, unknowns *int) *machine {
 	if tr.processes {
 		null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
 		if err != nil {
-			t.Fatal(err)
+			fatal(t, err)
 		}
 		mc.null = null
 		procs, err := launch.NewProcesses(launch.ProcessConfig{
@@ -136,7 +139,7 @@ func newMachine(t *rapid.T, tr tier, lat *latencies, unknowns *int) *machine {
 		})
 		if err != nil {
 			null.Close()
-			t.Fatal(err)
+			fatal(t, err)
 		}
 		mc.procs, l = procs, procs
 	} else {
@@ -162,9 +165,13 @@ func newMachine(t *rapid.T, tr tier, lat *latencies, unknowns *int) *machine {
 	if err != nil {
 		_ = l.Close()
 		mc.closeMemory()
-		t.Fatal(err)
+		fatal(t, err)
 	}
-	mc.m, mc.h = m, manager.Chain(m, append(slices.Clone(tr.middleware), manager.Recover(nil))...)
+	var mws []manager.Middleware
+	if tr.middleware != nil {
+		mws = tr.middleware()
+	}
+	mc.m, mc.h = m, manager.Chain(m, append(mws, manager.Recover(nil))...)
 	mc.ev.maxFailures = cfg.MaxHealthFailures
 	if tr.strictHealth {
 		mc.ev.mu.Lock()
@@ -180,18 +187,18 @@ func (mc *machine) do(t *rapid.T, typ, id string, fields map[string]any) protoco
 	t.Helper()
 	req, err := request(typ, id, fields)
 	if err != nil {
-		t.Fatalf("build %s request: %v", typ, err)
+		fatalf(t, "build %s request: %v", typ, err)
 	}
 	steady := mc.steady(id)
 	resp, took, err := call(mc.h, req, mc.handleBound(), mc.lat)
 	if err != nil {
-		t.Fatal(err)
+		fatal(t, err)
 	}
 	if err := shapeError(req, resp); err != nil {
-		t.Fatal(err)
+		fatal(t, err)
 	}
 	if mc.vt != nil && steady && took != 0 {
-		t.Fatalf("%s on steady pipeline %q answered after %s of virtual time; a steady worker answers at once and nothing else (a probe, another pipeline) may hold it%s",
+		fatalf(t, "%s on steady pipeline %q answered after %s of virtual time; a steady worker answers at once and nothing else (a probe, another pipeline) may hold it%s",
 			typ, id, took, mc.ev.history(id))
 	}
 	return resp
@@ -255,18 +262,18 @@ func (mc *machine) answerLive(t *rapid.T, typ, id string, r protocol.Response) b
 		mc.unknown(t, id, typ)
 	case isType(r, protocol.ErrTypeNotFound):
 		if why := mc.mayLeave(id); why == "" {
-			t.Fatalf("%s on healthy pipeline %s: not_found%s", typ, id, mc.ev.history(id))
+			fatalf(t, "%s on healthy pipeline %s: not_found%s", typ, id, mc.ev.history(id))
 		}
 		if _, ok := mc.entry(id); ok {
-			t.Fatalf("%s on %s answered not_found but it is in the table", typ, id)
+			fatalf(t, "%s on %s answered not_found but it is in the table", typ, id)
 		}
 		mc.left(id, "left by itself")
 	case isType(r, protocol.ErrTypeOperation):
 		if why := mc.mayLeave(id); why == "" {
-			t.Fatalf("%s on healthy pipeline %s: %s%s", typ, id, describe(r), mc.ev.history(id))
+			fatalf(t, "%s on healthy pipeline %s: %s%s", typ, id, describe(r), mc.ev.history(id))
 		}
 	default:
-		t.Fatalf("%s on %s: %s", typ, id, describe(r))
+		fatalf(t, "%s on %s: %s", typ, id, describe(r))
 	}
 	return false
 }
@@ -280,10 +287,10 @@ func (mc *machine) waitGone(t *rapid.T, id, what string) {
 		return ok && x.PipelineID == id
 	})
 	if !ok {
-		t.Fatalf("%s: no worker_exit for %s within its bound%s", what, id, mc.ev.history(id))
+		fatalf(t, "%s: no worker_exit for %s within its bound%s", what, id, mc.ev.history(id))
 	}
 	if p, ok := mc.entry(id); ok {
-		t.Fatalf("%s: %s still in the table after its worker_exit: %+v", what, id, p)
+		fatalf(t, "%s: %s still in the table after its worker_exit: %+v", what, id, p)
 	}
 	mc.left(id, what)
 }
@@ -296,13 +303,13 @@ func (mc *machine) check(t *rapid.T) {
 	}
 	snap := mc.m.Snapshot()
 	if snap.ShuttingDown {
-		t.Fatal("snapshot says shutting down before Shutdown")
+		fatal(t, "snapshot says shutting down before Shutdown")
 	}
 	if v := mc.ev.strictViolation(); v != "" {
-		t.Fatal(v)
+		fatal(t, v)
 	}
 	if snap.StaleResponses < mc.lastStale || snap.Timeouts < mc.lastTimeouts {
-		t.Fatalf("counters went back: stale %d -> %d, timeouts %d -> %d",
+		fatalf(t, "counters went back: stale %d -> %d, timeouts %d -> %d",
 			mc.lastStale, snap.StaleResponses, mc.lastTimeouts, snap.Timeouts)
 	}
 	mc.lastStale, mc.lastTimeouts = snap.StaleResponses, snap.Timeouts
@@ -316,25 +323,25 @@ func (mc *machine) check(t *rapid.T) {
 		}
 	}
 	if idle > mc.cfg.PreloadedProcesses {
-		t.Fatalf("%d idle workers, more than PreloadedProcesses=%d: %+v", idle, mc.cfg.PreloadedProcesses, snap.Pipelines)
+		fatalf(t, "%d idle workers, more than PreloadedProcesses=%d: %+v", idle, mc.cfg.PreloadedProcesses, snap.Pipelines)
 	}
-	for _, id := range sortedKeys(mc.live) {
+	for _, id := range orderedKeys(mc, mc.live) {
 		p, model := in[id], mc.live[id]
 		_, present := in[id]
 		switch why := mc.mayLeave(id); {
 		case !present && why == "":
-			t.Fatalf("healthy pipeline %s left the table by itself%s", id, mc.ev.history(id))
+			fatalf(t, "healthy pipeline %s left the table by itself%s", id, mc.ev.history(id))
 		case !present:
 			t.Logf("%s left the table by itself (%s)", id, why)
 			mc.left(id, "left by itself: "+why)
 		case p.Idle:
-			t.Fatalf("pipeline %s went back to the idle pool: %+v", id, p)
+			fatalf(t, "pipeline %s went back to the idle pool: %+v", id, p)
 		case why != "":
 			mc.volatile(id, why)
 		case p.MarkedForRemoval:
-			t.Fatalf("healthy pipeline %s is marked for removal: %+v%s", id, p, mc.ev.history(id))
+			fatalf(t, "healthy pipeline %s is marked for removal: %+v%s", id, p, mc.ev.history(id))
 		case model.muted && p.State != protocol.StatePaused, !model.muted && p.State != protocol.StateRunning:
-			t.Fatalf("pipeline %s: state %s, but muted=%v", id, p.State, model.muted)
+			fatalf(t, "pipeline %s: state %s, but muted=%v", id, p.State, model.muted)
 		}
 	}
 	mc.waitPool(t)
@@ -344,19 +351,19 @@ func (mc *machine) check(t *rapid.T) {
 func (mc *machine) checkEntry(t *rapid.T, p protocol.PipelineInfo) {
 	t.Helper()
 	if how, ok := mc.gone[p.PipelineID]; ok {
-		t.Fatalf("pipeline %s is in the table again after it left (%s): %+v", p.PipelineID, how, p)
+		fatalf(t, "pipeline %s is in the table again after it left (%s): %+v", p.PipelineID, how, p)
 	}
 	if !p.Idle {
 		if _, ok := mc.live[p.PipelineID]; !ok {
-			t.Fatalf("pipeline %s in the table was never returned by init: %+v", p.PipelineID, p)
+			fatalf(t, "pipeline %s in the table was never returned by init: %+v", p.PipelineID, p)
 		}
 	}
 	if p.Idle && (p.State != protocol.StateIdle || p.MarkedForRemoval) {
-		t.Fatalf("idle worker %s: state %s, marked %v", p.PipelineID, p.State, p.MarkedForRemoval)
+		fatalf(t, "idle worker %s: state %s, marked %v", p.PipelineID, p.State, p.MarkedForRemoval)
 	}
 	h := p.Health
 	if h.ProbeInterval <= 0 || h.ProbeTimeout <= 0 {
-		t.Fatalf("pipeline %s has no health record: %+v", p.PipelineID, h)
+		fatalf(t, "pipeline %s has no health record: %+v", p.PipelineID, h)
 	}
 	if h.ConsecutiveFailures >= mc.cfg.MaxHealthFailures && !p.MarkedForRemoval {
 		// The manager records the failure and marks the pipeline under
@@ -373,12 +380,12 @@ func (mc *machine) checkEntry(t *rapid.T, p protocol.PipelineInfo) {
 			return false
 		})
 		if !ok {
-			t.Fatalf("pipeline %s: %d consecutive failures (max %d) and not marked for removal within %s: %+v%s",
+			fatalf(t, "pipeline %s: %d consecutive failures (max %d) and not marked for removal within %s: %+v%s",
 				p.PipelineID, h.ConsecutiveFailures, mc.cfg.MaxHealthFailures, mc.handleBound(), p, mc.ev.history(p.PipelineID))
 		}
 	}
 	if mc.tier.processes && (p.Pid <= 0 || p.Pgid != p.Pid) {
-		t.Fatalf("pipeline %s: pid %d, pgid %d: want its own process group", p.PipelineID, p.Pid, p.Pgid)
+		fatalf(t, "pipeline %s: pid %d, pgid %d: want its own process group", p.PipelineID, p.Pid, p.Pgid)
 	}
 }
 
@@ -403,7 +410,7 @@ func (mc *machine) waitPool(t *rapid.T) {
 		select {
 		case <-changed:
 		case <-deadline.C:
-			t.Fatalf("warm pool holds %d idle workers, not %d, after %s", n, mc.cfg.PreloadedProcesses, mc.poolBound())
+			fatalf(t, "warm pool holds %d idle workers, not %d, after %s", n, mc.cfg.PreloadedProcesses, mc.poolBound())
 		}
 	}
 }
@@ -422,21 +429,21 @@ func (mc *machine) finish(t *rapid.T) {
 	took := time.Since(start)
 	mc.lat.record("shutdown", took)
 	if err != nil {
-		t.Fatalf("Shutdown: %v", err)
+		fatalf(t, "Shutdown: %v", err)
 	}
 	if took > mc.shutdownBound() {
-		t.Fatalf("Shutdown took %s, bound %s", took, mc.shutdownBound())
+		fatalf(t, "Shutdown took %s, bound %s", took, mc.shutdownBound())
 	}
 	snap := mc.m.Snapshot()
 	if len(snap.Pipelines) != 0 || !snap.ShuttingDown {
-		t.Fatalf("after Shutdown: shutting_down=%v, table %+v", snap.ShuttingDown, snap.Pipelines)
+		fatalf(t, "after Shutdown: shutting_down=%v, table %+v", snap.ShuttingDown, snap.Pipelines)
 	}
 	if r := mc.do(t, protocol.TypeInit, "", initFields(validRefs[0])); !isType(r, protocol.ErrTypeOperation) {
-		t.Fatalf("init after Shutdown: %s", describe(r))
+		fatalf(t, "init after Shutdown: %s", describe(r))
 	}
-	for _, id := range sortedKeys(mc.live) {
+	for _, id := range orderedKeys(mc, mc.live) {
 		if r := mc.do(t, protocol.TypeStatus, id, nil); !isType(r, protocol.ErrTypeNotFound) {
-			t.Fatalf("status of %s after Shutdown: %s", id, describe(r))
+			fatalf(t, "status of %s after Shutdown: %s", id, describe(r))
 		}
 	}
 	if mc.procs != nil {
@@ -457,13 +464,13 @@ func (mc *machine) census(t *rapid.T) {
 	for {
 		left, err := launch.Census(mc.procs.Marker())
 		if err != nil {
-			t.Fatalf("census: %v", err)
+			fatalf(t, "census: %v", err)
 		}
 		if len(left) == 0 {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("processes left after Shutdown: %+v", left)
+			fatalf(t, "processes left after Shutdown: %+v", left)
 		}
 		<-tick.C
 	}
@@ -493,6 +500,21 @@ func (mc *machine) closeNull() {
 		_ = mc.null.Close()
 		mc.null = nil
 	}
+}
+
+// orderedKeys returns m's pipeline ids in the order the machine first saw
+// them (init's answers), not sorted: ids are random UUIDs, and a draw
+// from a sorted list would pick a different pipeline each time a case is
+// replayed, which defeats shrinking.
+func orderedKeys[V any](mc *machine, m map[string]V) []string {
+	ids := sortedKeys(m)
+	for _, id := range ids {
+		if _, ok := mc.rank[id]; !ok {
+			mc.rank[id] = len(mc.rank)
+		}
+	}
+	slices.SortFunc(ids, func(a, b string) int { return mc.rank[a] - mc.rank[b] })
+	return ids
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
+	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -47,39 +50,79 @@ func virtualTier() tier {
 // sets CORRAL_VIRTUAL_CHECKS far higher.
 const defaultVirtualChecks = 1000
 
-// inBubble runs body inside a synctest bubble whose parent is t. A rapid
-// failure (a panic) inside the bubble is caught there, so the bubble ends
-// normally, and re-raised outside it, where rapid takes it for shrinking.
-// (rapid.SyncTest does the same, but only when the rapid.T is backed by a
-// *testing.T; the planted-bug harness checks with a recorder instead.)
-// body must leave no goroutine of the bubble blocked: the machine shuts the
-// manager down and closes the launcher on every path.
+// inBubble runs body inside a synctest bubble whose parent is t, for a
+// rapid.T that is not backed by a *testing.T (the planted-bug harness
+// checks with a recorder; rapid.SyncTest needs the *testing.T). A panic
+// inside the bubble (a rapid failure, or rapid's "invalid data" when a
+// replayed case draws past its end) is caught there, so the bubble ends
+// normally, and raised again outside it, from a different function for
+// each of the two: rapid tells them apart by their traceback, and a
+// shrunk case must fail, not run out of data. body must leave no goroutine
+// of the bubble blocked: the machine shuts the manager down and closes the
+// launcher on every path.
 func inBubble(t *testing.T, body func()) {
 	var caught any
 	synctest.Test(t, func(*testing.T) {
 		defer func() { caught = recover() }()
 		body()
 	})
-	if caught != nil {
-		panic(caught)
+	switch {
+	case caught == nil:
+	case reflect.TypeOf(caught).Name() == "invalidData":
+		raiseInvalid(caught)
+	default:
+		raiseFailure(caught)
 	}
 }
 
-// checkVirtual runs a machine of tr inside a bubble under parent; every
-// rapid failure goes to rt.
-func checkVirtual(parent *testing.T, rt *rapid.T, tr tier, lat *latencies, unknowns *int) {
-	inBubble(parent, func() {
-		mc := newMachine(rt, tr, lat, unknowns)
-		finished := false
-		defer func() {
-			if !finished {
-				mc.abort()
-			}
-		}()
-		rt.Repeat(mc.actions())
-		finished = true
-		mc.finish(rt)
-	})
+func raiseInvalid(v any) { panic(v) }
+func raiseFailure(v any) { panic(v) }
+
+// uuidPattern matches the manager's pipeline ids (random UUIDs).
+var uuidPattern = regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`)
+
+// numberPattern matches numbers and durations ("3", "1.5s", "1m0.5s").
+var numberPattern = regexp.MustCompile(`([0-9]+(\.[0-9]+)?(ns|µs|us|ms|s|m|h)?)+`)
+
+// fatalf logs the whole message and fails the check with its kind, the
+// format alone. rapid accepts a replayed or shrunk case only if it fails
+// with the very same message, and messages carry random pipeline ids and
+// durations: with the kind, a case that fails the same way is the same
+// failure, and rapid can shrink it.
+func fatalf(t *rapid.T, format string, args ...any) {
+	t.Helper()
+	t.Logf(format, args...)
+	t.Fatal(strings.ReplaceAll(format, "\n", " "))
+}
+
+// fatal is fatalf for a message built elsewhere (an error): its kind is
+// its first line up to any parenthesis or brace, with pipeline ids and
+// numbers blanked.
+func fatal(t *rapid.T, args ...any) {
+	t.Helper()
+	msg := fmt.Sprint(args...)
+	t.Log(msg)
+	msg, _, _ = strings.Cut(msg, "\n")
+	msg = uuidPattern.ReplaceAllString(msg, "<id>")
+	msg = numberPattern.ReplaceAllString(msg, "#")
+	if i := strings.IndexAny(msg, "({"); i > 0 {
+		msg = strings.TrimSpace(msg[:i])
+	}
+	t.Fatal(msg)
+}
+
+// runMachine runs one check of tr: the actions, then the shutdown.
+func runMachine(rt *rapid.T, tr tier, lat *latencies, unknowns *int) {
+	mc := newMachine(rt, tr, lat, unknowns)
+	finished := false
+	defer func() {
+		if !finished {
+			mc.abort()
+		}
+	}()
+	rt.Repeat(mc.actions())
+	finished = true // finish shuts down itself, even when it fails
+	mc.finish(rt)
 }
 
 // TestVirtualTime is the virtual-time tier: at least 1000 random command
@@ -90,7 +133,7 @@ func TestVirtualTime(t *testing.T) {
 	unknowns := 0
 	start := time.Now()
 	rapid.Check(t, func(rt *rapid.T) {
-		checkVirtual(t, rt, virtualTier(), lat, &unknowns)
+		rapid.SyncTest(rt, func(rt *rapid.T) { runMachine(rt, virtualTier(), lat, &unknowns) })
 	})
 	t.Logf("virtual-time tier: %d checks passed in %s of real time; %d unknown outcomes (timeouts); %s",
 		checks, time.Since(start).Round(time.Millisecond), unknowns, lat)
@@ -190,11 +233,11 @@ func (mc *machine) checkVirtual(t *rapid.T) {
 		case manager.TimeoutChanged:
 			floor, ceiling := mc.timeoutRange(e.Command)
 			if e.Before < floor || e.Before > ceiling || e.After < floor || e.After > ceiling {
-				t.Fatalf("%s deadline of %s moved %s -> %s, outside [%s, %s]", e.Command, e.PipelineID, e.Before, e.After, floor, ceiling)
+				fatalf(t, "%s deadline of %s moved %s -> %s, outside [%s, %s]", e.Command, e.PipelineID, e.Before, e.After, floor, ceiling)
 			}
 			if prev, ok := last[e.PipelineID+" "+e.Command].(manager.CommandTimedOut); ok && e.Before < ceiling {
 				if want := min(2*e.Before, ceiling); e.After != want {
-					t.Fatalf("%s deadline of %s after a timeout (%+v): %s -> %s, want the backoff %s", e.Command, e.PipelineID, prev, e.Before, e.After, want)
+					fatalf(t, "%s deadline of %s after a timeout (%+v): %s -> %s, want the backoff %s", e.Command, e.PipelineID, prev, e.Before, e.After, want)
 				}
 			}
 		case manager.ProbeResult:
@@ -212,13 +255,13 @@ func (mc *machine) checkVirtual(t *rapid.T) {
 				want = max(base/2, 10*time.Millisecond)
 			}
 			if e.NextInterval != want {
-				t.Fatalf("probe of %s (err %v) after interval %s set the next to %s, want %s (health-interval policy)",
+				fatalf(t, "probe of %s (err %v) after interval %s set the next to %s, want %s (health-interval policy)",
 					e.PipelineID, e.Err, prevInterval, e.NextInterval, want)
 			}
 			if seen {
 				gap := e.At.Time.Add(-e.Duration).Sub(prev.at)
 				if gap <= 0 || gap%prev.interval != 0 {
-					t.Fatalf("probe of %s started %s after the previous one ended, not a whole number of its interval %s%s",
+					fatalf(t, "probe of %s started %s after the previous one ended, not a whole number of its interval %s%s",
 						e.PipelineID, gap, prev.interval, mc.ev.history(e.PipelineID))
 				}
 			}
@@ -229,7 +272,7 @@ func (mc *machine) checkVirtual(t *rapid.T) {
 	floor, ceiling := mc.timeoutRange("probe")
 	for _, p := range mc.m.Snapshot().Pipelines {
 		if d := time.Duration(p.Health.ProbeTimeout * float64(time.Second)); d < floor-time.Microsecond || d > ceiling+time.Microsecond {
-			t.Fatalf("pipeline %s: probe timeout %s outside [%s, %s]", p.PipelineID, d, floor, ceiling)
+			fatalf(t, "pipeline %s: probe timeout %s outside [%s, %s]", p.PipelineID, d, floor, ceiling)
 		}
 	}
 }
@@ -256,7 +299,7 @@ func (mc *machine) finishVirtual(t *rapid.T) {
 		select {
 		case <-p.Done():
 		default:
-			t.Fatalf("worker %d of %d is still running after Shutdown returned", i+1, len(mc.vt.launched))
+			fatalf(t, "worker %d of %d is still running after Shutdown returned", i+1, len(mc.vt.launched))
 		}
 	}
 }
@@ -309,7 +352,7 @@ func (mc *machine) burst(t *rapid.T) {
 		}
 		req, err := request(typ, id, nil)
 		if err != nil {
-			t.Fatal(err)
+			fatal(t, err)
 		}
 		reqs = append(reqs, sent{typ, id, p, mc.steady(id), req})
 	}
@@ -325,27 +368,31 @@ func (mc *machine) burst(t *rapid.T) {
 			r, took, err := call(mc.h, s.req, mc.handleBound(), mc.lat)
 			answers[i] = answer{r, took, err}
 		})
+		// All at the same virtual instant, but in the drawn order: each
+		// request reaches the point where it waits before the next is
+		// sent, so a replayed case sends them the same way.
+		synctest.Wait()
 	}
 	wg.Wait() // each call is bounded
 	for i, s := range reqs {
 		a := answers[i]
 		if a.err != nil {
-			t.Fatal(a.err)
+			fatal(t, a.err)
 		}
 		if err := shapeError(s.req, a.resp); err != nil {
-			t.Fatal(err)
+			fatal(t, err)
 		}
 		if s.steady && s.id != "" && a.took != 0 {
-			t.Fatalf("burst: %s on steady pipeline %s answered after %s of virtual time%s", s.typ, s.id, a.took, mc.ev.history(s.id))
+			fatalf(t, "burst: %s on steady pipeline %s answered after %s of virtual time%s", s.typ, s.id, a.took, mc.ev.history(s.id))
 		}
 		switch {
 		case s.typ == protocol.TypeListPipelines:
 			if !a.resp.OK() {
-				t.Fatalf("burst: list_pipelines: %s", describe(a.resp))
+				fatalf(t, "burst: list_pipelines: %s", describe(a.resp))
 			}
 		case s.p == nil:
 			if !isType(a.resp, protocol.ErrTypeNotFound) {
-				t.Fatalf("burst: %s on unknown id %q: %s, want not_found", s.typ, s.id, describe(a.resp))
+				fatalf(t, "burst: %s on unknown id %q: %s, want not_found", s.typ, s.id, describe(a.resp))
 			}
 		case mc.live[s.id] == nil:
 			// An earlier answer of this burst showed it gone.
@@ -365,7 +412,7 @@ func (mc *machine) burst(t *rapid.T) {
 // at the very instant of the crash, not a probe later.
 func (mc *machine) crashSteady(t *rapid.T) {
 	var ids []string
-	for _, id := range sortedKeys(mc.live) {
+	for _, id := range orderedKeys(mc, mc.live) {
 		if mc.steady(id) {
 			ids = append(ids, id)
 		}
@@ -379,21 +426,21 @@ func (mc *machine) crashSteady(t *rapid.T) {
 	r := mc.do(t, protocol.TypeChaos, id, map[string]any{protocol.ChaosFieldFault: protocol.ChaosCrash,
 		protocol.ChaosFieldExitCode: rapid.IntRange(0, 3).Draw(t, "exit_code")})
 	if !isType(r, protocol.ErrTypeOperation) {
-		t.Fatalf("chaos crash of steady pipeline %s: %s, want operation_error (its worker exited)", id, describe(r))
+		fatalf(t, "chaos crash of steady pipeline %s: %s, want operation_error (its worker exited)", id, describe(r))
 	}
 	e, ok := mc.ev.waitFrom(from, virtualSlack, func(e manager.Event) bool {
 		x, ok := e.(manager.WorkerExited)
 		return ok && x.PipelineID == id
 	})
 	if !ok {
-		t.Fatalf("crash of %s: no worker_exit by the time the crash was answered%s", id, mc.ev.history(id))
+		fatalf(t, "crash of %s: no worker_exit by the time the crash was answered%s", id, mc.ev.history(id))
 	}
 	if got := e.When(); !got.Equal(at) {
-		t.Fatalf("crash of %s at %s: worker_exit at %s, %s later; want the same instant", id,
+		fatalf(t, "crash of %s at %s: worker_exit at %s, %s later; want the same instant", id,
 			at.Format(time.RFC3339Nano), got.Format(time.RFC3339Nano), got.Sub(at))
 	}
 	if p, present := mc.entry(id); present {
-		t.Fatalf("crash of %s: still in the table after its worker_exit: %+v", id, p)
+		fatalf(t, "crash of %s: still in the table after its worker_exit: %+v", id, p)
 	}
 	mc.left(id, fmt.Sprintf("crashed at %s", at.Format(time.RFC3339Nano)))
 }
