@@ -55,6 +55,7 @@ func Defaults() Scenario {
 			protocol.TypeInspect: 1, protocol.TypeMute: 1, protocol.TypeResume: 1},
 		FaultInterval: Duration(5 * time.Second),
 		Shutdown:      ShutdownGraceful,
+		Availability:  DefaultAvailability,
 	}
 }
 
@@ -91,11 +92,15 @@ func (s *Scenario) withDefaults() *Scenario {
 	if c.Shutdown == "" {
 		c.Shutdown = d.Shutdown
 	}
+	if c.Availability == 0 {
+		c.Availability = d.Availability
+	}
 	c.Mix = maps.Clone(c.Mix)
 	c.Manager = maps.Clone(c.Manager)
 	c.SLOs = maps.Clone(c.SLOs)
 	c.Faults = slices.Clone(c.Faults)
 	c.Schedule = slices.Clone(c.Schedule)
+	c.Churn = slices.Clone(c.Churn)
 	c.Invariants = slices.Clone(c.Invariants)
 	c.Init = deepCopy(c.Init)
 	if c.Bounds != nil {
@@ -169,6 +174,7 @@ func (s *Scenario) Validate() error {
 			bad(field+".target", "must be a logical pipeline in 1..%d or 0 for the fault's own choice (got %d)", pipelines, f.Target)
 		}
 	}
+	validateChurn(s, bad)
 	if s.Bounds != nil {
 		errs = append(errs, s.Bounds.validate("bounds.")...)
 	}
@@ -199,6 +205,9 @@ func (s *Scenario) Validate() error {
 		if s.SLOs[k] <= 0 {
 			bad("slos."+k, "must be a positive duration")
 		}
+	}
+	if s.Availability < 0 || s.Availability > 1 || math.IsNaN(s.Availability) {
+		bad("availability", "must be a fraction in (0, 1], e.g. 0.99 (got %v)", s.Availability)
 	}
 	if len(s.Invariants) > 0 {
 		var names []string

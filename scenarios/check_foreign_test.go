@@ -23,7 +23,7 @@ func TestBoundsPrecedence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := resolveBounds(cfg, sc, flag)
+	b := resolveBounds(cfg, sc, flag, Profile{})
 	want := map[string]BoundValue{
 		"queue_timeout":       {"2s", BoundFromManager},
 		"grace":               {"7s", BoundFromScenario},
@@ -173,11 +173,19 @@ func TestPollBasedDetection(t *testing.T) {
 	}
 	runCheckCases(t, checkCrashDetected, []checkCase{
 		{"left the list", crash(pollAt(500, []string{"p1"}, running("p1")), pollAt(1500, nil, running("p1")), pollAt(1800, []string{})),
-			Valid, "observables: list_pipelines and status polls"},
+			Valid, "observables: list_pipelines and status, polled and as the workload saw them"},
 		{"status reports failure", crash(pollAt(1500, []string{"p1"}, StatusPoll{PipelineID: "p1", Answered: true, OK: true, States: []string{"ERROR"}})),
 			Valid, "all 1 crashes detected"},
 		{"still listed and running", crash(pollAt(1500, []string{"p1"}, running("p1")), pollAt(3000, []string{"p1"}, running("p1"))),
 			Invalid, "still listed with a healthy status"},
+		{"a client's not_found decides", func() *RunData {
+			d := crash(pollAt(1500, nil, StatusPoll{PipelineID: "p1"}))()
+			var h hist
+			h.ops = d.Ops
+			h.call(1600, 5, "client-1", "status", "p1", OpFail, nil, "not_found: Could not find InferencePipeline with id=p1.")
+			d.Ops = h.ops
+			return d
+		}, Valid, "all 1 crashes detected"},
 		{"unanswered polls decide nothing", crash(pollAt(1500, nil, StatusPoll{PipelineID: "p1"}), pollAt(3000, nil, StatusPoll{PipelineID: "p1"})),
 			Unknown, "no sample of the manager's view"},
 	})
@@ -214,4 +222,26 @@ func TestPollBasedDetection(t *testing.T) {
 		{"terminated but listed", consistent(pollAt(3000, []string{"p2"})), Invalid, "still listed"},
 		{"nothing sampled", func() *RunData { return runData(nil) }, Unknown, "no list/status polls"},
 	})
+}
+
+// A serial target's request may wait for every request in flight when it
+// was sent, plus one sampler request; a concurrent one's may not.
+func TestSerialRequestBounds(t *testing.T) {
+	var h hist
+	a := h.invoke(0, "client-1", "status", "p1", nil)
+	b := h.invoke(100, "client-2", "status", "p1", nil)
+	h.complete(a, 2000, OpOK, map[string]any{}, "")
+	h.complete(b, 3400, OpOK, map[string]any{}, "") // 3.3 s: behind a and a sampler request
+	d := runData(&h)
+	if r := checkRequestsAnswered(d); r.Verdict != Invalid {
+		t.Fatalf("concurrent target: %s (%s), want invalid", r.Verdict, r.Summary)
+	}
+	d.Profile.Serial = true
+	bound := requestBounder(d, newOpView(d.Ops))(&d.Ops[b])
+	if want := 2*RequestBound("status", testBounds) + testBounds.QueueTimeout; bound != want {
+		t.Fatalf("serial bound = %v, want %v", bound, want)
+	}
+	if r := checkRequestsAnswered(d); r.Verdict != Valid {
+		t.Fatalf("serial target: %s (%s), want valid", r.Verdict, r.Summary)
+	}
 }

@@ -39,6 +39,9 @@ type Scenario struct {
 	Faults        []FaultChoice `yaml:"faults,omitempty"`
 	FaultInterval Duration      `yaml:"fault_interval,omitempty"`
 	Schedule      []FaultAt     `yaml:"schedule,omitempty"`
+	// Churn runs create-and-destroy cycles (an init, then a terminate of
+	// what it created) on clients of their own.
+	Churn []ChurnStep `yaml:"churn,omitempty"`
 	// Swarm lets the seed also pick which faults of the menu are enabled.
 	Swarm bool `yaml:"swarm,omitempty"`
 	// Shutdown is how the run ends: "graceful" (SIGTERM after quiesce),
@@ -59,6 +62,9 @@ type Scenario struct {
 	Invariants []string `yaml:"invariants,omitempty"`
 	// SLOs bound latency percentiles per command, e.g. "status.p99": 500ms.
 	SLOs map[string]Duration `yaml:"slos,omitempty"`
+	// Availability is the fraction of commands to pipelines that no fault
+	// touches that must succeed, in (0, 1]; 0 means DefaultAvailability.
+	Availability float64 `yaml:"availability,omitempty"`
 }
 
 // FaultChoice is one entry of a weighted fault menu.
