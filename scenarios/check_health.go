@@ -96,7 +96,8 @@ func deadPids(d *RunData, crashOps bool) map[int]struct {
 		}
 		if last >= 0 && last+1 < len(d.Census) {
 			s := d.Census[last+1]
-			note(pid, s.Time, fmt.Sprintf("missing from the census at %s", secs(s.Time)))
+			at := max(s.Time, s.End) // dead by the census's end
+			note(pid, at, fmt.Sprintf("missing from the census at %s", secs(at)))
 		}
 	}
 	return out

@@ -47,7 +47,8 @@ func (r *runner) sample(ctx context.Context) {
 	defer wg.Wait()
 	wg.Go(func() {
 		repeat(ctx, censusEvery, func() time.Duration {
-			r.recordCensus(r.currentPhase(), r.takeCensus())
+			start := r.since()
+			r.recordCensus(start, r.currentPhase(), r.takeCensus())
 			return censusEvery
 		})
 	})
@@ -194,6 +195,66 @@ func statusPoll(id string, resp protocol.Response, err error) StatusPoll {
 	return p
 }
 
+// sweepWait bounds how long the sweep census waits for processes the
+// manager has just SIGKILLed to die (a signal is delivered when the target
+// next runs); sweepPoll is its polling period: no signal exists for
+// another process's death.
+const (
+	sweepWait = 300 * time.Millisecond
+	sweepPoll = 20 * time.Millisecond
+)
+
+// sweepWatcher is the launcher as the embedded manager sees it: its Close
+// (the manager's last shutdown step, before the launcher's last-resort
+// cleanup) first records a census (PhaseSweep) of what the manager's own
+// stop sequence left alive.
+type sweepWatcher struct {
+	launch.Launcher
+	r    *runner
+	once sync.Once
+}
+
+// watchSweep wraps the launcher that wrap (nil: none) returns.
+func (r *runner) watchSweep(wrap func(launch.Launcher) launch.Launcher) func(launch.Launcher) launch.Launcher {
+	return func(l launch.Launcher) launch.Launcher {
+		if wrap != nil {
+			l = wrap(l)
+		}
+		return &sweepWatcher{Launcher: l, r: r}
+	}
+}
+
+func (w *sweepWatcher) Close() error {
+	w.once.Do(func() {
+		if w.r.tgt == nil {
+			return // the start failed: there is no run to judge
+		}
+		w.r.mu.Lock()
+		killed := w.r.shutdownRec.Signal == "SIGKILL" // emulated: the sweep is the kill
+		w.r.mu.Unlock()
+		deadline := time.Now().Add(sweepWait)
+		start := w.r.since()
+		procs := w.r.takeCensus()
+		for !killed && liveProcs(procs) > 0 && time.Now().Before(deadline) {
+			time.Sleep(sweepPoll)
+			start = w.r.since()
+			procs = w.r.takeCensus()
+		}
+		w.r.recordCensus(start, PhaseSweep, procs)
+	})
+	return w.Launcher.Close()
+}
+
+func liveProcs(ps []launch.ProcInfo) int {
+	n := 0
+	for _, p := range ps {
+		if !p.Zombie() {
+			n++
+		}
+	}
+	return n
+}
+
 // takeCensus lists the manager's workers and their descendants now.
 func (r *runner) takeCensus() []launch.ProcInfo {
 	r.mu.Lock()
@@ -206,11 +267,13 @@ func (r *runner) takeCensus() []launch.ProcInfo {
 	return r.tgt.census(pgids)
 }
 
-func (r *runner) recordCensus(phase string, procs []launch.ProcInfo) {
+// recordCensus records a census that began at start.
+func (r *runner) recordCensus(start time.Duration, phase string, procs []launch.ProcInfo) {
 	if procs == nil {
 		procs = []launch.ProcInfo{}
 	}
-	s := CensusSample{Time: int64(r.since()), Phase: phase, Procs: procs, ManagerRSS: r.managerRSS()}
+	s := CensusSample{Time: int64(start), Phase: phase, Procs: procs, ManagerRSS: r.managerRSS()}
+	s.End = int64(r.since())
 	r.mu.Lock()
 	r.census = append(r.census, s)
 	r.mu.Unlock()
