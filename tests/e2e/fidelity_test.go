@@ -13,24 +13,12 @@ import (
 	"time"
 
 	"github.com/corral-dev/corral/manager/worker"
+	"github.com/corral-dev/corral/tests/foreign"
 )
 
 // Issue 10: one conformance check per way a user of upstream's client
 // tripped over Corral, run by testdata/upstream_conformance.py, which parses
 // as that client does (strict timestamps, floats, exception classes).
-
-// needPython returns python3, skipping (failing under CI=true) without it.
-func needPython(t *testing.T) string {
-	t.Helper()
-	python, err := exec.LookPath("python3")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("python3 is required under CI: %v", err)
-		}
-		t.Skipf("python3 not found (%v); the upstream client emulation needs it (CI fails instead of skipping)", err)
-	}
-	return python
-}
 
 // closedPort returns a loopback port nothing listens on.
 func closedPort(t *testing.T) int {
@@ -73,7 +61,7 @@ func runConformance(t *testing.T, python, addr, check string, args ...string) {
 
 func TestUpstreamFidelity(t *testing.T) {
 	t.Parallel()
-	python := needPython(t)
+	python := foreign.Python(t) // skips without python3, fails under CI
 	// A short health interval removes ended pipelines quickly; the frame
 	// limit is small so the oversized check stays cheap.
 	s := startServer(t, []string{"STREAM_MANAGER_HEALTH_CHECK_INTERVAL=100ms", "STREAM_MANAGER_MAX_FRAME_BYTES=4096"})
