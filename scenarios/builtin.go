@@ -55,6 +55,7 @@ func Defaults() Scenario {
 			protocol.TypeInspect: 1, protocol.TypeMute: 1, protocol.TypeResume: 1},
 		FaultInterval: Duration(5 * time.Second),
 		Shutdown:      ShutdownGraceful,
+		Availability:  DefaultAvailability,
 	}
 }
 
@@ -90,6 +91,9 @@ func (s *Scenario) withDefaults() *Scenario {
 	}
 	if c.Shutdown == "" {
 		c.Shutdown = d.Shutdown
+	}
+	if c.Availability == 0 {
+		c.Availability = d.Availability
 	}
 	c.Mix = maps.Clone(c.Mix)
 	c.Manager = maps.Clone(c.Manager)
@@ -199,6 +203,9 @@ func (s *Scenario) Validate() error {
 		if s.SLOs[k] <= 0 {
 			bad("slos."+k, "must be a positive duration")
 		}
+	}
+	if s.Availability < 0 || s.Availability > 1 || math.IsNaN(s.Availability) {
+		bad("availability", "must be a fraction in (0, 1], e.g. 0.99 (got %v)", s.Availability)
 	}
 	if len(s.Invariants) > 0 {
 		var names []string

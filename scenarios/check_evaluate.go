@@ -58,6 +58,9 @@ func allCheckers() []Checker {
 		checkerFunc{CheckFaultCoverage, checkFaultCoverage},
 		checkerFunc{CheckSLOs, checkSLOs},
 		checkerFunc{CheckLimits, checkLimits},
+		checkerFunc{CheckPipelineModel, checkPipelineModel},
+		checkerFunc{CheckCensusTruth, checkCensusTruth},
+		checkerFunc{CheckAvailability, checkAvailability},
 	}
 }
 

@@ -1,6 +1,7 @@
 package scenarios
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -356,6 +357,11 @@ func TestCheckSLOs(t *testing.T) {
 func TestCheckerSelection(t *testing.T) {
 	if got, want := len(DefaultCheckers(nil)), len(CheckerNames()); got != want {
 		t.Fatalf("DefaultCheckers(nil) = %d checkers, want %d", got, want)
+	}
+	for _, name := range []string{CheckPipelineModel, CheckCensusTruth, CheckAvailability} {
+		if !slices.Contains(CheckerNames(), name) {
+			t.Errorf("checker %s is not registered (have %v)", name, CheckerNames())
+		}
 	}
 	cs := DefaultCheckers(&Scenario{Invariants: []string{CheckSLOs, CheckNoLeakedProcesses, "no_such"}})
 	var names []string

@@ -3,6 +3,7 @@ package scenarios
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -62,6 +63,15 @@ func badCameraScenario() *Scenario {
 	sc := plantedScenario()
 	sc.Name, sc.Video, sc.Schedule = "bad-camera", "/nonexistent/corral-planted-camera.y4m", nil
 	sc.Mix = map[string]int{"status": 2, "list_pipelines": 1}
+	return sc
+}
+
+// modelScenario: plantedScenario without faults, with more mutes and
+// consumes, for bugs in the answers themselves.
+func modelScenario() *Scenario {
+	sc := plantedScenario()
+	sc.Name, sc.Schedule = "model", nil
+	sc.Mix = map[string]int{"status": 4, "consume_result": 4, "mute": 2, "resume": 1, "list_pipelines": 1}
 	return sc
 }
 
@@ -180,6 +190,119 @@ func staleAfterTimeout() manager.Middleware {
 				armed[id] = true
 			}
 			return resp
+		})
+	}
+}
+
+// muteNotForwarded answers mute with success without telling the worker,
+// so the pipeline keeps streaming and reports RUNNING.
+func muteNotForwarded() manager.Middleware {
+	return func(next manager.Handler) manager.Handler {
+		return manager.HandlerFunc(func(ctx context.Context, req *protocol.Request) protocol.Response {
+			if req.Type == protocol.TypeMute {
+				return protocol.Success(nil)
+			}
+			return next.Handle(ctx, req)
+		})
+	}
+}
+
+// listsFailedInits keeps the id of every failed init in list_pipelines
+// answers: upstream's phantom pipeline, whose process stays in the table
+// after its init answered invalid_payload.
+func listsFailedInits() manager.Middleware {
+	var mu sync.Mutex
+	var failed []string
+	return func(next manager.Handler) manager.Handler {
+		return manager.HandlerFunc(func(ctx context.Context, req *protocol.Request) protocol.Response {
+			resp := next.Handle(ctx, req)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case req.Type == protocol.TypeInit && !resp.OK() && resp.PipelineID != "":
+				failed = append(failed, resp.PipelineID)
+			case req.Type == protocol.TypeListPipelines && resp.OK():
+				ids, _ := resp.Fields["pipelines"].([]string)
+				resp.Fields = map[string]any{"pipelines": append(slices.Clone(ids), failed...)}
+			}
+			return resp
+		})
+	}
+}
+
+// forgetsPipelines answers every fifth status with not_found although the
+// pipeline is still in the table and keeps answering.
+func forgetsPipelines() manager.Middleware {
+	var mu sync.Mutex
+	n := 0
+	return func(next manager.Handler) manager.Handler {
+		return manager.HandlerFunc(func(ctx context.Context, req *protocol.Request) protocol.Response {
+			if req.Type == protocol.TypeStatus {
+				mu.Lock()
+				n++
+				forget := n%5 == 0
+				mu.Unlock()
+				if forget {
+					return protocol.Failure(protocol.NotFound(req.PipelineID))
+				}
+			}
+			return next.Handle(ctx, req)
+		})
+	}
+}
+
+// crossedResults answers every third consume_result with the last
+// non-empty answer another pipeline got, as a shared result queue would.
+func crossedResults() manager.Middleware {
+	var mu sync.Mutex
+	var lastID string
+	var last protocol.Response
+	n := 0
+	return func(next manager.Handler) manager.Handler {
+		return manager.HandlerFunc(func(ctx context.Context, req *protocol.Request) protocol.Response {
+			if req.Type != protocol.TypeConsumeResult {
+				return next.Handle(ctx, req)
+			}
+			mu.Lock()
+			n++
+			if n%3 == 0 && lastID != "" && lastID != req.PipelineID {
+				defer mu.Unlock()
+				return last
+			}
+			mu.Unlock()
+			resp := next.Handle(ctx, req)
+			if outs, _ := resp.Fields["outputs"].([]any); resp.OK() && len(outs) > 0 {
+				mu.Lock()
+				lastID, last = req.PipelineID, resp
+				mu.Unlock()
+			}
+			return resp
+		})
+	}
+}
+
+// claimsWorkerExited answers every command to a pipeline after its first
+// status with "its worker exited", while the worker lives and the
+// pipeline stays in the table: the phantom the manager showed when a
+// status reply over its frame limit stopped its reader (the worker
+// channel then failed every command, and the health loop stopped).
+func claimsWorkerExited() manager.Middleware {
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	commands := []string{protocol.TypeStatus, protocol.TypeConsumeResult, protocol.TypeMute, protocol.TypeResume}
+	return func(next manager.Handler) manager.Handler {
+		return manager.HandlerFunc(func(ctx context.Context, req *protocol.Request) protocol.Response {
+			if !slices.Contains(commands, req.Type) {
+				return next.Handle(ctx, req)
+			}
+			mu.Lock()
+			broken := seen[req.PipelineID]
+			seen[req.PipelineID] = seen[req.PipelineID] || req.Type == protocol.TypeStatus
+			mu.Unlock()
+			if broken {
+				return protocol.Failure(protocol.OperationError(fmt.Sprintf("Pipeline %s: its worker exited during %s.", req.PipelineID, req.Type)))
+			}
+			return next.Handle(ctx, req)
 		})
 	}
 }
@@ -314,6 +437,22 @@ func plantedBugs() []plantedBug {
 		{"stale response to the next caller", plantedScenario, func(*testing.T) Options {
 			return Options{Middleware: []manager.Middleware{staleAfterTimeout()}}
 		}, []string{CheckResponsesMatch}},
+		{"real manager, model workload", modelScenario, none, nil},
+		{"mute not forwarded", modelScenario, func(*testing.T) Options {
+			return Options{Middleware: []manager.Middleware{muteNotForwarded()}}
+		}, []string{CheckPipelineModel}},
+		{"failed inits stay listed", badCameraScenario, func(*testing.T) Options {
+			return Options{Middleware: []manager.Middleware{listsFailedInits()}}
+		}, []string{CheckPipelineModel}},
+		{"live pipelines answered not_found", modelScenario, func(*testing.T) Options {
+			return Options{Middleware: []manager.Middleware{forgetsPipelines()}}
+		}, []string{CheckPipelineModel}},
+		{"results of another pipeline", modelScenario, func(*testing.T) Options {
+			return Options{Middleware: []manager.Middleware{crossedResults()}}
+		}, []string{CheckPipelineModel}},
+		{"commands claim a live worker exited", modelScenario, func(*testing.T) Options {
+			return Options{Middleware: []manager.Middleware{claimsWorkerExited()}}
+		}, []string{CheckCensusTruth, CheckAvailability}},
 	}
 }
 

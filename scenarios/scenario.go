@@ -59,6 +59,9 @@ type Scenario struct {
 	Invariants []string `yaml:"invariants,omitempty"`
 	// SLOs bound latency percentiles per command, e.g. "status.p99": 500ms.
 	SLOs map[string]Duration `yaml:"slos,omitempty"`
+	// Availability is the fraction of commands to pipelines that no fault
+	// touches that must succeed, in (0, 1]; 0 means DefaultAvailability.
+	Availability float64 `yaml:"availability,omitempty"`
 }
 
 // FaultChoice is one entry of a weighted fault menu.

@@ -1,0 +1,532 @@
+package scenarios
+
+import (
+	"cmp"
+	"fmt"
+	"maps"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/corral-dev/corral/manager/protocol"
+)
+
+// CheckPipelineModel names the checker that holds every answer against a
+// model of each pipeline (check_model.go, check_model_state.go).
+const CheckPipelineModel = "pipeline_model"
+
+// samplerSpan is how long before an inspect sample's time its two requests
+// (inspect, then list_pipelines, each with a 1 s client timeout) may have
+// been sent: the sample shows the table at some moment in
+// [Time-samplerSpan, Time].
+const samplerSpan = 2 * time.Second
+
+// never is the open end of a window.
+const never = int64(math.MaxInt64)
+
+// removalBound is how long after the end of a cause (a fault healed, a
+// failure answered) the manager may still take a pipeline out of its table:
+// the hang-detection bound, then the stop sequence (grace + join).
+func removalBound(b Bounds) time.Duration {
+	return HangBound(b) + b.Grace + b.Join + b.Epsilon
+}
+
+// window is a stretch of the run, [From, To] in ns since start, during
+// which something (Why, op Op) may have taken a pipeline away.
+type window struct {
+	From, To int64
+	Why      string
+	Op       *Op
+	Kind     string // one of the cause* kinds
+}
+
+// Kinds of cause windows.
+const (
+	causeFault     = "fault"     // a fault of the nemesis on the pipeline or the manager
+	causeTerminate = "terminate" // a client sent terminate
+	causeShutdown  = "shutdown"  // the manager was signalled to stop
+	causeInit      = "init"      // its init failed
+	causeManager   = "manager"   // the manager failed a command or showed a health failure
+	causeExit      = "exit"      // its worker left the census, or its source ended
+)
+
+// evidence is one observation about a pipeline's existence: present at
+// some moment at or after At (an ok answer, a list that names it), or gone
+// at some moment at or before At (not_found, a list without it, a
+// terminate answered ok).
+type evidence struct {
+	At   int64
+	Op   *Op // nil for an inspect sample's list
+	What string
+}
+
+// life is what a run shows of one pipeline id: how it was created, every
+// proof of its existence and absence, and the windows in which it may have
+// left. Its death D (the moment it left the manager's table, if ever) must
+// satisfy max(Present) < D <= min(Gone), inside some cause window.
+type life struct {
+	ID         string
+	InitInv    *Op // the init that answered ok with this id
+	InitOK     *Op
+	FailedInit *Op // an init that answered failure carrying this id
+	Present    []evidence
+	Gone       []evidence
+	Causes     []window
+}
+
+// listObs is one list_pipelines answer: the table at a moment in [Lo, Hi].
+type listObs struct {
+	Lo, Hi int64
+	IDs    map[string]bool
+	Op     *Op // nil for an inspect sample's list
+}
+
+func (l listObs) describe() string {
+	if l.Op != nil {
+		return describeOp(l.Op)
+	}
+	return "the list_pipelines of the inspect sample at " + secs(l.Hi)
+}
+
+// facts indexes a run for the model checkers: each pipeline's life, the
+// lists, the worker pid the manager reported for each id.
+type facts struct {
+	d      *RunData
+	v      *opView
+	lives  map[string]*life
+	ids    []string // in order of first appearance
+	lists  []listObs
+	pids   map[string]int // id -> worker pid, from inspect
+	owners map[int]int    // pid -> how many ids inspect gave it
+	// global are causes for every pipeline: the manager's shutdown and
+	// manager-level faults.
+	global []window
+	// unknownInits are client inits whose answer named no id (timeouts):
+	// each may have made one pipeline the history never names.
+	unknownInits []*Op
+	firstInit    int64 // invoke time of the first client init; -1 if none
+	// unknownFaults say which faults of the run the catalogue does not
+	// know: their effect cannot be modelled, so no verdict is valid.
+	unknownFaults []string
+}
+
+// errorType is the protocol error type a failed op's text starts with
+// ("not_found: ..."), or "" when the op did not fail with a protocol error.
+func opErrorType(c *Op) string {
+	t, _, ok := strings.Cut(c.Error, ":")
+	if !ok {
+		return ""
+	}
+	switch t {
+	case protocol.ErrTypeInvalidPayload, protocol.ErrTypeAuthorisation, protocol.ErrTypeNotFound,
+		protocol.ErrTypeOperation, protocol.ErrTypeInternal:
+		return t
+	}
+	return ""
+}
+
+// Outcomes of a command for the model.
+const (
+	outOK       = iota // it happened
+	outNoEffect        // it definitely did not: refused before the manager acted
+	outUnknown         // it may have happened, then or later (a timeout, a lost answer)
+)
+
+// outcomeOf classifies a command's completion (nil: never completed). A
+// failure the manager answered before touching the worker (not_found,
+// invalid_payload, authorisation_error) or a refused connection had no
+// effect; an operation_error may come from a timeout after which the
+// worker still runs the command, so it is unknown, as info is.
+func outcomeOf(c *Op) int {
+	switch {
+	case c == nil:
+		return outUnknown
+	case c.Type == OpOK:
+		return outOK
+	case c.Type == OpFail:
+		switch opErrorType(c) {
+		case "", protocol.ErrTypeNotFound, protocol.ErrTypeInvalidPayload, protocol.ErrTypeAuthorisation:
+			return outNoEffect
+		}
+	}
+	return outUnknown
+}
+
+// pipelineCommands are the commands sent to one pipeline's worker.
+var pipelineCommands = []string{protocol.TypeStatus, protocol.TypeConsumeResult, protocol.TypeMute, protocol.TypeResume}
+
+// faultEnd is when a fault's window of effect closes: its heal's answer,
+// or its own answer for an instant fault (no "for"); never when a lasting
+// fault was not healed.
+func faultEnd(w faultWindow) int64 {
+	if w.Healed {
+		return w.End
+	}
+	if _, lasting := paramField(valueFields(w.Invoke.Value), "for_seconds"); lasting {
+		return never
+	}
+	if w.OK != nil {
+		return w.OK.Time
+	}
+	if c := w.Invoke; c != nil {
+		return c.Time + int64(healBound)
+	}
+	return never
+}
+
+func addTo(t int64, d time.Duration) int64 {
+	if t == never {
+		return never
+	}
+	return t + int64(d)
+}
+
+// gatherFacts builds the model's view of a run.
+func gatherFacts(d *RunData) *facts {
+	f := &facts{d: d, v: newOpView(d.Ops), lives: map[string]*life{}, pids: map[string]int{}, owners: map[int]int{}, firstInit: -1}
+	b := d.Bounds
+	removal := removalBound(b)
+	get := func(id string) *life {
+		l, ok := f.lives[id]
+		if !ok {
+			l = &life{ID: id}
+			f.lives[id] = l
+			f.ids = append(f.ids, id)
+		}
+		return l
+	}
+	// Inits first, so later rules know which ids came from an init.
+	for i := range d.Ops {
+		inv := &d.Ops[i]
+		if inv.Type != OpInvoke || !isClientProcess(inv.Process) || inv.F != protocol.TypeInit {
+			continue
+		}
+		if f.firstInit < 0 {
+			f.firstInit = inv.Time
+		}
+		c := f.v.completion(inv)
+		if c == nil || c.PipelineID == "" {
+			if c == nil || c.Type == OpInfo {
+				f.unknownInits = append(f.unknownInits, inv)
+			}
+			continue
+		}
+		l := get(c.PipelineID)
+		if c.Type == OpOK {
+			l.InitInv, l.InitOK = inv, c
+			l.Present = append(l.Present, evidence{inv.Time, c, "init answered ok"})
+			continue
+		}
+		l.FailedInit = c
+		l.Gone = append(l.Gone, evidence{c.Time + int64(CrashDetectionBound+b.Epsilon), c,
+			fmt.Sprintf("init answered %s", errorTypeOr(c))})
+		l.Causes = append(l.Causes, window{inv.Time, never, "its init failed", c, causeInit})
+	}
+	for i := range d.Ops {
+		inv := &d.Ops[i]
+		if inv.Type != OpInvoke || !isClientProcess(inv.Process) {
+			continue
+		}
+		c := f.v.completion(inv)
+		switch {
+		case inv.F == protocol.TypeListPipelines:
+			if c != nil && c.Type == OpOK {
+				f.lists = append(f.lists, listObs{Lo: inv.Time, Hi: c.Time, IDs: stringSet(valueFields(c.Value)["pipelines"]), Op: c})
+			}
+			continue
+		case inv.PipelineID == "" || (inv.F != protocol.TypeTerminate && !slices.Contains(pipelineCommands, inv.F)):
+			continue
+		}
+		l := get(inv.PipelineID)
+		if inv.F == protocol.TypeTerminate {
+			l.Causes = append(l.Causes, window{inv.Time, never, "terminate was sent", inv, causeTerminate})
+		}
+		switch {
+		case c == nil:
+			l.Causes = append(l.Causes, window{inv.Time, never, "a command got no answer", inv, causeManager})
+		case c.Type == OpOK:
+			l.Present = append(l.Present, evidence{inv.Time, c, inv.F + " answered ok"})
+			if inv.F == protocol.TypeTerminate {
+				l.Gone = append(l.Gone, evidence{c.Time, c, "terminate answered ok"})
+			}
+			if inv.F == protocol.TypeStatus && reportEnded(valueFields(c.Value)) {
+				l.Causes = append(l.Causes, window{inv.Time, never, "its source ended", c, causeExit})
+			}
+		case opErrorType(c) == protocol.ErrTypeNotFound:
+			l.Gone = append(l.Gone, evidence{c.Time, c, "answered not_found"})
+		case outcomeOf(c) == outUnknown:
+			// The manager failed a command: health failures count, and it
+			// may remove the pipeline within the removal bound.
+			l.Causes = append(l.Causes, window{inv.Time, addTo(c.Time, removal), "the manager answered " + errorTypeOr(c), c, causeManager})
+		}
+	}
+	// Faults on a pipeline: it may leave from the injection until the
+	// removal bound after the fault ends.
+	for _, w := range nemesisFaults(d) {
+		if w.Fault == nil {
+			f.unknownFaults = append(f.unknownFaults, unknownFault(w))
+		}
+		if w.PipelineID == "" {
+			if w.Fault == nil || w.Fault.EndsManager() {
+				f.global = append(f.global, window{w.Invoke.Time, never, "fault " + w.F, w.Invoke, causeFault})
+			}
+			continue
+		}
+		l := get(w.PipelineID)
+		l.Causes = append(l.Causes, window{w.Invoke.Time, addTo(faultEnd(w), removal), "fault " + w.F, w.Invoke, causeFault})
+	}
+	if d.Shutdown.Signal != "" {
+		f.global = append(f.global, window{d.Shutdown.Requested, never, "the manager's " + d.Shutdown.Signal, nil, causeShutdown})
+	}
+	// The manager's own view: a pipeline leaving or failing health checks
+	// may go; sampled lists are lists too.
+	for si := range d.Inspects {
+		s := &d.Inspects[si]
+		for pi := range s.Pipelines {
+			p := &s.Pipelines[pi]
+			if p.Pid > 0 && f.pids[p.PipelineID] != p.Pid {
+				if f.pids[p.PipelineID] == 0 {
+					f.owners[p.Pid]++
+				}
+				f.pids[p.PipelineID] = p.Pid
+			}
+			if leaving(p) || p.Health.ConsecutiveFailures > 0 {
+				l := get(p.PipelineID)
+				l.Causes = append(l.Causes, window{s.Time - int64(samplerSpan), s.Time + int64(removal),
+					fmt.Sprintf("inspect at %s shows it %s with %d health failures", secs(s.Time), entryState(p), p.Health.ConsecutiveFailures), nil, causeManager})
+			}
+		}
+		if s.Listed != nil {
+			ids := map[string]bool{}
+			for _, id := range s.Listed {
+				ids[id] = true
+			}
+			f.lists = append(f.lists, listObs{Lo: s.Time - int64(samplerSpan), Hi: s.Time, IDs: ids})
+		}
+	}
+	// A worker the census saw alive and then no more: its pipeline may go.
+	for id, pid := range f.pids {
+		if t, ok := lastAlive(d.Census, pid); ok && t < lastCensus(d.Census) {
+			l := get(id)
+			l.Causes = append(l.Causes, window{t, never, fmt.Sprintf("its worker pid %d was last seen alive at %s", pid, secs(t)), nil, causeExit})
+		}
+	}
+	// Lists: presence for the ids they name, absence for the ids they
+	// lack that existed before the list was sent.
+	for _, lst := range f.lists {
+		for id := range lst.IDs {
+			if l, ok := f.lives[id]; ok {
+				l.Present = append(l.Present, evidence{lst.Lo, lst.Op, "listed by " + lst.describe()})
+			}
+		}
+		for _, id := range f.ids {
+			l := f.lives[id]
+			if lst.IDs[id] || l.InitOK == nil || lst.Lo <= l.InitOK.Time {
+				continue
+			}
+			l.Gone = append(l.Gone, evidence{lst.Hi, lst.Op, "not listed by " + lst.describe()})
+		}
+	}
+	return f
+}
+
+func errorTypeOr(c *Op) string {
+	if t := opErrorType(c); t != "" {
+		return t
+	}
+	if c.Type == OpInfo {
+		return "nothing (" + c.Error + ")"
+	}
+	return c.Type
+}
+
+// stringSet reads a JSON list of strings.
+func stringSet(v any) map[string]bool {
+	out := map[string]bool{}
+	if xs, ok := v.([]any); ok {
+		for _, x := range xs {
+			if s, ok := x.(string); ok {
+				out[s] = true
+			}
+		}
+	}
+	if xs, ok := v.([]string); ok {
+		for _, s := range xs {
+			out[s] = true
+		}
+	}
+	return out
+}
+
+// lastAlive returns the time of the last census sample showing pid alive.
+func lastAlive(census []CensusSample, pid int) (int64, bool) {
+	for i := len(census) - 1; i >= 0; i-- {
+		for _, p := range census[i].Procs {
+			if p.Pid == pid && !p.Zombie() {
+				return census[i].Time, true
+			}
+		}
+	}
+	return 0, false
+}
+
+func lastCensus(census []CensusSample) int64 {
+	if len(census) == 0 {
+		return 0
+	}
+	return census[len(census)-1].Time
+}
+
+// causesOf returns a pipeline's causes plus the global ones.
+func (f *facts) causesOf(l *life) []window {
+	return append(slices.Clone(l.Causes), f.global...)
+}
+
+// judgeLife checks one pipeline's existence: no proof of life after a
+// proof of absence, and no absence without a cause.
+func (f *facts) judgeLife(l *life) []string {
+	var last, first *evidence // the latest proof of life, the earliest of absence
+	for i := range l.Present {
+		if e := &l.Present[i]; last == nil || e.At > last.At {
+			last = e
+		}
+	}
+	for i := range l.Gone {
+		if e := &l.Gone[i]; first == nil || e.At < first.At {
+			first = e
+		}
+	}
+	if first == nil || (l.InitOK == nil && l.FailedInit == nil) {
+		return nil // ids no init named are judged by judgeUnknownIDs
+	}
+	name := "pipeline " + l.ID
+	if last != nil && last.At >= first.At {
+		// The first proof of life after the first proof of absence is
+		// the witness.
+		var e evidence
+		for _, e = range sortedEvidence(l.Present) {
+			if e.At >= first.At {
+				break
+			}
+		}
+		if l.FailedInit != nil && first.Op == l.FailedInit {
+			return []string{fmt.Sprintf("%s: phantom pipeline: its init failed (op %d, %s) but %s (op %s, sent at %s)",
+				name, l.FailedInit.Index, errorTypeOr(l.FailedInit), e.What, opIndex(e.Op), secs(e.At))}
+		}
+		return []string{fmt.Sprintf("%s: %s (op %s, by %s) but later %s (op %s, sent at %s)",
+			name, first.What, opIndex(first.Op), secs(first.At), e.What, opIndex(e.Op), secs(e.At))}
+	}
+	lo := int64(math.MinInt64)
+	if last != nil {
+		lo = last.At
+	}
+	for _, w := range f.causesOf(l) {
+		if w.From < first.At && w.To > lo {
+			return nil
+		}
+	}
+	seen := "never seen alive"
+	if last != nil {
+		seen = fmt.Sprintf("last seen alive at %s (%s, op %s)", secs(last.At), last.What, opIndex(last.Op))
+	}
+	return []string{fmt.Sprintf("%s: %s (op %s, by %s) but nothing could have removed it: %s, and no terminate, fault, shutdown, worker exit or failed command came before",
+		name, first.What, opIndex(first.Op), secs(first.At), seen)}
+}
+
+func sortedEvidence(es []evidence) []evidence {
+	out := slices.Clone(es)
+	slices.SortStableFunc(out, func(a, b evidence) int { return cmp.Compare(a.At, b.At) })
+	return out
+}
+
+func opIndex(o *Op) string {
+	if o == nil {
+		return "-"
+	}
+	return fmt.Sprint(o.Index)
+}
+
+// judgeUnknownIDs flags ids that lists show or that answered ok although no
+// init ever named them, beyond the inits whose answer was lost (each may
+// have made one such pipeline). Ids seen before the run's first init
+// belong to someone else.
+func (f *facts) judgeUnknownIDs() []string {
+	unknown := map[string]string{} // id -> first witness
+	var order []string
+	foreign := map[string]bool{}
+	for _, lst := range f.lists {
+		if f.firstInit < 0 || lst.Lo < f.firstInit {
+			for id := range lst.IDs {
+				foreign[id] = true
+			}
+		}
+	}
+	note := func(id string, at int64, what string) {
+		if l, ok := f.lives[id]; ok && (l.InitOK != nil || l.FailedInit != nil) {
+			return
+		}
+		if foreign[id] || f.firstInit < 0 || at < f.firstInit {
+			return
+		}
+		if _, ok := unknown[id]; !ok {
+			unknown[id] = what
+			order = append(order, id)
+		}
+	}
+	for _, lst := range f.lists {
+		for _, id := range slices.Sorted(maps.Keys(lst.IDs)) {
+			note(id, lst.Hi, "listed by "+lst.describe())
+		}
+	}
+	for _, id := range f.ids {
+		for _, e := range f.lives[id].Present {
+			note(id, e.At, fmt.Sprintf("%s (op %s)", e.What, opIndex(e.Op)))
+		}
+	}
+	if len(unknown) <= len(f.unknownInits) {
+		return nil
+	}
+	var out []string
+	for _, id := range order {
+		out = append(out, fmt.Sprintf("pipeline %s was never created by an init: %s (%d inits had an unknown outcome)",
+			id, unknown[id], len(f.unknownInits)))
+	}
+	return out
+}
+
+// checkPipelineModel: every answer agrees with a model of each pipeline.
+// A pipeline exists from its init's answer until it leaves the table, and
+// it may leave only in a window some cause opens (terminate, a fault on
+// it, the manager's shutdown, its worker's exit, a failure the manager
+// answered, a health failure inspect showed). Against that lifecycle: no
+// pipeline answers or is listed after it was shown gone (terminate ok,
+// not_found, a list without it, a failed init); none is gone outside every
+// cause window; lists name no id that no init created. Against the
+// mute/resume state machine (check_model_state.go): status reports and
+// consume_result answers.
+func checkPipelineModel(d *RunData) Result {
+	f := gatherFacts(d)
+	var details []string
+	for _, id := range f.ids {
+		details = append(details, f.judgeLife(f.lives[id])...)
+	}
+	details = append(details, f.judgeUnknownIDs()...)
+	states, consumes := f.judgeStates()
+	details = append(details, states...)
+	details = append(details, consumes...)
+	judged := 0
+	for _, id := range f.ids {
+		if f.lives[id].InitOK != nil || f.lives[id].FailedInit != nil {
+			judged++
+		}
+	}
+	if len(details) > 0 {
+		return Result{Verdict: Invalid, Summary: fmt.Sprintf("%d answers contradict the pipeline model", len(details)),
+			Details: capDetails(append(details, f.unknownFaults...))}
+	}
+	if len(f.unknownFaults) > 0 {
+		return Result{Verdict: Unknown, Summary: f.unknownFaults[0], Details: capDetails(f.unknownFaults)}
+	}
+	return Result{Verdict: Valid, Summary: fmt.Sprintf("%d pipelines: every answer and list agrees with the model", judged)}
+}
