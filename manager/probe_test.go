@@ -1,0 +1,80 @@
+package manager_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/corral-dev/corral/internal/testkit"
+	"github.com/corral-dev/corral/manager"
+)
+
+// A reply that arrives after its command timed out, while no other
+// command is in flight, is stale: counted and dropped, never kept for a
+// caller (the deferred clean-up of a call forgets the id it waited for).
+func TestLateReplyWithNothingInFlightIsStale(t *testing.T) {
+	cfg := testConfig()
+	cfg.Chaos = true
+	cfg.QueueTimeout = 300 * time.Millisecond
+	cfg.CommandTimeoutFloor = 300 * time.Millisecond
+	cfg.HealthCheckInterval = time.Hour // keep probes out of the slot
+	r := testkit.StartManager(t, cfg, memory(t))
+	ctx := t.Context()
+	id := r.Init(t)
+	if err := r.Client.Chaos(ctx, id, "slow_probe", map[string]any{"delay_seconds": 0.6}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Client.Status(ctx, id); err == nil {
+		t.Fatal("slow status answered within its 300ms timeout")
+	}
+	// No command follows: the late report must still be seen as stale.
+	r.Events.WaitFor(t, "stale response", func(e manager.Event) bool {
+		s, ok := e.(manager.StaleResponse)
+		return ok && s.PipelineID == id && !s.Garbage
+	})
+	if n := r.M.Snapshot().StaleResponses; n != 1 {
+		t.Fatalf("snapshot counted %d stale responses, want 1", n)
+	}
+}
+
+// A client command stuck in flight longer than a probe may wait counts as
+// a failed probe: the health loop removes the hung pipeline long before
+// the command's own (here one-minute) deadline.
+func TestProbeCountsACommandStuckInFlight(t *testing.T) {
+	cfg := testConfig()
+	cfg.Chaos = true
+	cfg.QueueTimeout = time.Minute
+	cfg.HealthCheckInterval = 50 * time.Millisecond
+	cfg.HealthCheckTimeout = 200 * time.Millisecond
+	cfg.ProbeTimeoutFloor = 50 * time.Millisecond
+	r := testkit.StartManager(t, cfg, memory(t))
+	ctx := t.Context()
+	id := r.Init(t)
+	if err := r.Client.Chaos(ctx, id, "hang_queue", nil); err != nil {
+		t.Fatal(err)
+	}
+	stuck := make(chan error, 1)
+	go func() {
+		_, err := r.Client.Status(ctx, id)
+		stuck <- err
+	}()
+	exit := r.Events.WaitFor(t, "unhealthy exit", func(e manager.Event) bool {
+		x, ok := e.(manager.WorkerExited)
+		return ok && x.PipelineID == id
+	}).(manager.WorkerExited)
+	if exit.Reason != manager.ExitUnhealthy {
+		t.Fatalf("exit reason = %q, want unhealthy", exit.Reason)
+	}
+	busy := 0
+	for _, e := range r.Events.All() {
+		if p, ok := e.(manager.ProbeResult); ok && p.PipelineID == id && errors.Is(p.Err, manager.ErrBusy) {
+			busy++
+		}
+	}
+	if busy == 0 {
+		t.Error("no failed probe counted the command in flight")
+	}
+	if err := <-stuck; err == nil {
+		t.Error("the stuck status was answered ok by a removed pipeline")
+	}
+}
