@@ -67,8 +67,17 @@ func TestProbeCountsACommandStuckInFlight(t *testing.T) {
 	}
 	busy := 0
 	for _, e := range r.Events.All() {
-		if p, ok := e.(manager.ProbeResult); ok && p.PipelineID == id && errors.Is(p.Err, manager.ErrBusy) {
+		p, ok := e.(manager.ProbeResult)
+		if !ok || p.PipelineID != id || p.Err == nil {
+			continue
+		}
+		if errors.Is(p.Err, manager.ErrBusy) {
 			busy++
+		}
+		// After a failure the health loop looks again sooner: half the
+		// base interval (HangBound assumes no more than the base).
+		if p.NextInterval != cfg.HealthCheckInterval/2 {
+			t.Errorf("next probe %v after a failure, want half the %v interval", p.NextInterval, cfg.HealthCheckInterval)
 		}
 	}
 	if busy == 0 {
