@@ -44,7 +44,10 @@ stress:
 	$(GO) mod download
 	CORRAL_PROPERTY_CHECKS=$${CORRAL_PROPERTY_CHECKS:-500} $(GO) test -race -count=1 -timeout 60m -v ./tests/property -rapid.steps=100
 
-bench:
+# corral bench (the table against the floor measured in the same run, about
+# two minutes; BENCH_FLAGS=--json for the object), then the Go benchmarks.
+bench: build
+	$(BIN) bench $(BENCH_FLAGS)
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./manager/... ./otel
 
 fuzz:

@@ -37,8 +37,13 @@ var (
 
 // callOpts tune one call: try fails with ErrBusy instead of waiting for the
 // slot (probes); force passes a channel that refuses new commands (the
-// stop sequence's own terminate).
-type callOpts struct{ try, force bool }
+// stop sequence's own terminate); beforeRelease, if set, runs once the
+// call is over but while it still holds the slot, so no later command can
+// have completed when it runs (a shared status stops taking joiners there).
+type callOpts struct {
+	try, force    bool
+	beforeRelease func()
+}
 
 // workerChan is the manager's end of one worker's command channel: one
 // command in flight, replies matched by request id, anything else dropped
@@ -151,7 +156,12 @@ func (w *workerChan) call(ctx context.Context, cmd protocol.WorkerCommand, timeo
 			return protocol.Response{}, ErrWorkerGone
 		}
 	}
-	defer func() { <-w.slot }()
+	defer func() {
+		if o.beforeRelease != nil {
+			o.beforeRelease()
+		}
+		<-w.slot
+	}()
 
 	reply := make(chan protocol.Response, 1)
 	w.mu.Lock()

@@ -258,10 +258,19 @@ func (m *Manager) command(ctx context.Context, req *protocol.Request) protocol.R
 			p.id, n-1, m.cfg.MaxQueuedPerPipeline)))
 	}
 	defer p.queued.Add(-1)
+	if sharable(req) {
+		return m.sharedStatus(ctx, p, req)
+	}
+	return m.forward(ctx, p, req, callOpts{})
+}
+
+// forward sends req to p's worker with the pipeline's adaptive deadline
+// for its type and records the outcome (health, timeouts, state).
+func (m *Manager) forward(ctx context.Context, p *pipeline, req *protocol.Request, o callOpts) protocol.Response {
 	at := m.commandTimeout(p, req.Type)
 	timeout := at.Timeout()
 	start := time.Now()
-	r, err := p.ch.call(ctx, m.workerCommand(req.Type, req), timeout, callOpts{})
+	r, err := p.ch.call(ctx, m.workerCommand(req.Type, req), timeout, o)
 	if err != nil {
 		if errors.Is(err, ErrTimeout) && !errors.Is(err, errQueued) {
 			if _, unhealthy := m.recordHealth(p, fmt.Errorf("%s: %w", req.Type, err), false, 0); unhealthy {

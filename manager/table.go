@@ -32,6 +32,11 @@ type pipeline struct {
 	// capped by Config.MaxQueuedPerPipeline.
 	queued atomic.Int64
 
+	// status is the status round trip in flight that later status
+	// requests join (flight.go); nil when none.
+	statusMu sync.Mutex
+	status   *flight
+
 	probeTimeout *adaptiveTimeout
 	cmdTimeouts  sync.Map // command type -> *adaptiveTimeout
 

@@ -147,12 +147,19 @@ var managerVar = map[string]string{
 // a foreign target only a statement of what it was started with), the
 // scenario's bounds: section, then the --bounds flag. From names the layer
 // each value came from.
-func resolveBounds(cfg manager.Config, sc *Scenario, flag BoundsSpec) Bounds {
+//
+// A serial profile's default crash-detection bound is two health
+// intervals plus a queue timeout: such a manager learns of a dead worker
+// in a health pass that may wait behind a request, not from the exit.
+func resolveBounds(cfg manager.Config, sc *Scenario, flag BoundsSpec, p Profile) Bounds {
 	b := Bounds{Grace: cfg.TerminationGracePeriod, Join: cfg.ProcessJoinTimeout, QueueTimeout: cfg.QueueTimeout,
 		HealthInterval: cfg.HealthCheckInterval, HealthTimeout: cfg.HealthCheckTimeout,
 		MaxHealthFailures: cfg.MaxHealthFailures, CrashDetection: CrashDetectionBound, Epsilon: Epsilon,
 		ProbeTimeoutFloor: cfg.ProbeTimeoutFloor, MaxRAMMB: cfg.MaxRAMMB, WorkerRAMMB: cfg.WorkerRAMMB,
 		MaxConnections: cfg.MaxConnections, From: map[string]string{}}
+	if p.Serial {
+		b.CrashDetection = 2*b.HealthInterval + b.QueueTimeout
+	}
 	for _, k := range boundNames {
 		b.From[k] = BoundFromDefault
 		if v, ok := managerVar[k]; ok {

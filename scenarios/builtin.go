@@ -100,6 +100,7 @@ func (s *Scenario) withDefaults() *Scenario {
 	c.SLOs = maps.Clone(c.SLOs)
 	c.Faults = slices.Clone(c.Faults)
 	c.Schedule = slices.Clone(c.Schedule)
+	c.Churn = slices.Clone(c.Churn)
 	c.Invariants = slices.Clone(c.Invariants)
 	c.Init = deepCopy(c.Init)
 	if c.Bounds != nil {
@@ -173,6 +174,7 @@ func (s *Scenario) Validate() error {
 			bad(field+".target", "must be a logical pipeline in 1..%d or 0 for the fault's own choice (got %d)", pipelines, f.Target)
 		}
 	}
+	validateChurn(s, bad)
 	if s.Bounds != nil {
 		errs = append(errs, s.Bounds.validate("bounds.")...)
 	}

@@ -67,6 +67,7 @@ func checkAvailability(d *RunData) Result {
 		slo = d.Scenario.Availability
 	}
 	f := gatherFacts(d)
+	f.judgeStates() // which refusals of mute and resume the protocol allows
 	var failed []string
 	total, ok := 0, 0
 	for i := range d.Ops {
@@ -75,7 +76,7 @@ func checkAvailability(d *RunData) Result {
 			continue
 		}
 		c := f.v.completion(inv)
-		if judged, _ := f.available(inv, c); !judged {
+		if judged, _ := f.available(inv, c); !judged || f.refusable[inv.Index] {
 			continue
 		}
 		total++
@@ -161,6 +162,12 @@ func clientAnswers(d *RunData) (bad, unknown []string) {
 				}
 			}
 		case protocol.FaultOversizedFrame:
+			// Only a manager with a frame cap (a Corral extension) answers
+			// a header whose body never comes; elsewhere it is an
+			// incomplete request.
+			if d.Profile.Name != "" && d.Profile.Name != ProfileCorral {
+				continue
+			}
 			a, _ := obs["answer"].(string)
 			switch {
 			case obs == nil || obs["error"] != nil:

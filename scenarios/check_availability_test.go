@@ -51,6 +51,15 @@ func TestAvailability(t *testing.T) {
 			d.Shutdown = ShutdownRecord{Signal: "SIGTERM", Requested: ms(5000), Exited: ms(5100)}
 			return d
 		}, Valid, ""},
+		{"a refused mute of a muted stream is allowed", run(0, never, func(h *hist) {
+			for at := 50; at < 90; at += 4 {
+				h.call(at, 1, "client-2", "mute", "p1", OpOK, map[string]any{}, "")
+				h.call(at+2, 1, "client-2", "mute", "p1", OpFail, nil, "operation_error: Cannot mute a stream in state MUTED.")
+			}
+		}), Valid, "100.00% of 210 commands"},
+		{"a refused mute of a running stream is not", run(0.999, never, func(h *hist) {
+			h.call(50, 1, "client-2", "mute", "p1", OpFail, nil, "operation_error: Cannot mute a stream in state RUNNING.")
+		}), Invalid, "99.50% of 201 commands"},
 		{"no pipeline, nothing to judge", func() *RunData {
 			h := &hist{}
 			h.call(100, 5, "client-1", "status", placeholder(1), OpFail, nil, "not_found: no")
@@ -93,6 +102,11 @@ func TestAvailabilityClientFaults(t *testing.T) {
 			map[string]any{"done": true, "answer": "no frame: i/o timeout"}), Invalid, "the oversized header got no answer"},
 		{"a client fault the catalogue does not know", run("client_renamed", map[string]any{}, map[string]any{"done": true}),
 			Unknown, `fault "client_renamed" is not in the fault catalogue`},
+		{"an oversized header owes no answer without a frame cap", func() *RunData {
+			d := run("oversized_frame", map[string]any{}, map[string]any{"done": true, "answer": "closed without a frame"})()
+			d.Profile, _ = ProfileByName(ProfileUpstream)
+			return d
+		}, Valid, ""},
 		{"a stall owes no answer", run("client_stall", map[string]any{},
 			map[string]any{"done": true, "bytes_sent": 2.0, "dropped_by_server": true}), Valid, ""},
 	})

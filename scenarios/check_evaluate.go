@@ -24,6 +24,7 @@ const (
 	CheckFaultCoverage     = "fault_coverage"
 	CheckSLOs              = "slos"
 	CheckLimits            = "limits"
+	CheckChurn             = "churn_leaves_nothing"
 )
 
 // CrashDetectionBound is how soon after a worker's death the manager must
@@ -58,6 +59,7 @@ func allCheckers() []Checker {
 		checkerFunc{CheckFaultCoverage, checkFaultCoverage},
 		checkerFunc{CheckSLOs, checkSLOs},
 		checkerFunc{CheckLimits, checkLimits},
+		checkerFunc{CheckChurn, checkChurnLeavesNothing},
 		checkerFunc{CheckPipelineModel, checkPipelineModel},
 		checkerFunc{CheckCensusTruth, checkCensusTruth},
 		checkerFunc{CheckAvailability, checkAvailability},

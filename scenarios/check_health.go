@@ -96,7 +96,8 @@ func deadPids(d *RunData, crashOps bool) map[int]struct {
 		}
 		if last >= 0 && last+1 < len(d.Census) {
 			s := d.Census[last+1]
-			note(pid, s.Time, fmt.Sprintf("missing from the census at %s", secs(s.Time)))
+			at := max(s.Time, s.End) // dead by the census's end
+			note(pid, at, fmt.Sprintf("missing from the census at %s", secs(at)))
 		}
 	}
 	return out
@@ -293,7 +294,7 @@ func checkCrashDetected(d *RunData) Result {
 // is no detection: the manager must say so).
 func detectedGone(d *RunData, w faultWindow, bound int64, polls bool, gone func(*InspectSample) bool) (string, int64) {
 	if polls {
-		return detectedByPolls(d, w.Start, bound, func(s *PollSample) (bool, bool) { return pollGone(s, w.PipelineID) })
+		return detectedBySightings(d, w.Start, bound, w.PipelineID)
 	}
 	return detectedBy(d, w.Start, bound, gone)
 }

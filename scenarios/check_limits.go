@@ -29,19 +29,59 @@ const (
 //     harness's own, a client fault at work) were fewer than the cap: the
 //     rest belonged to clients that had gone (an abandon_request's, after
 //     its resets).
+//   - Every adaptive probe timeout that inspect reports stays inside its
+//     clamp (manager/timeouts.go): at least the floor
+//     (STREAM_MANAGER_PROBE_TIMEOUT_FLOOR, or the health check timeout when
+//     that is lower), at most the health check timeout.
 func checkLimits(d *RunData) Result {
 	ramBad, ramUnknown, ramNote := judgeRAM(d)
 	connBad, connNote := judgeConnections(d)
-	details := append(append(ramBad, connBad...), ramUnknown...)
-	notes := []string{ramNote, connNote}
+	clampBad, clampNote := judgeClamp(d)
+	details := append(append(append(ramBad, connBad...), clampBad...), ramUnknown...)
+	notes := []string{ramNote, connNote, clampNote}
 	switch {
-	case len(ramBad)+len(connBad) > 0:
-		return Result{Verdict: Invalid, Summary: fmt.Sprintf("%d samples above the RAM limit, %d requests refused for connections held by gone clients",
-			len(ramBad), len(connBad)), Details: capDetails(append(details, notes...))}
+	case len(ramBad)+len(connBad)+len(clampBad) > 0:
+		return Result{Verdict: Invalid, Summary: fmt.Sprintf("%d samples above the RAM limit, %d requests refused for connections held by gone clients, %d probe timeouts outside their clamp",
+			len(ramBad), len(connBad), len(clampBad)), Details: capDetails(append(details, notes...))}
 	case len(ramUnknown) > 0:
 		return Result{Verdict: Unknown, Summary: "the RAM limit could not be judged", Details: capDetails(append(details, notes...))}
 	}
-	return Result{Verdict: Valid, Summary: ramNote + "; " + connNote}
+	return Result{Verdict: Valid, Summary: strings.Join(notes, "; ")}
+}
+
+// clampSlack absorbs the rounding of durations reported in float seconds.
+const clampSlack = time.Millisecond
+
+// judgeClamp checks each reported probe timeout against its clamp.
+func judgeClamp(d *RunData) (bad []string, note string) {
+	b := d.Bounds
+	if b.HealthTimeout <= 0 {
+		return nil, "probe timeout clamp not known"
+	}
+	ceiling := b.HealthTimeout
+	floor := min(b.ProbeTimeoutFloor, ceiling)
+	n, outside := 0, 0
+	seen := map[string]bool{} // one detail per pipeline
+	for i := range d.Inspects {
+		s := &d.Inspects[i]
+		for _, p := range s.Pipelines {
+			if p.Health.ProbeInterval <= 0 && p.Health.ProbeTimeout <= 0 {
+				continue // no health record: consistent_health judges that
+			}
+			n++
+			got := time.Duration(p.Health.ProbeTimeout * float64(time.Second))
+			if got >= floor-clampSlack && got <= ceiling+clampSlack {
+				continue
+			}
+			outside++
+			if !seen[p.PipelineID] {
+				seen[p.PipelineID] = true
+				bad = append(bad, fmt.Sprintf("inspect at %s: pipeline %s reports probe timeout %v, outside its clamp [%v, %v]",
+					secs(s.Time), p.PipelineID, got, floor, ceiling))
+			}
+		}
+	}
+	return bad, fmt.Sprintf("probe timeouts: %d of %d reports inside [%v, %v]", n-outside, n, floor, ceiling)
 }
 
 // judgeRAM checks STREAM_MANAGER_MAX_RAM_MB against the census samples.

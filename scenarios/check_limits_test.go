@@ -2,6 +2,7 @@ package scenarios
 
 import (
 	"testing"
+	"time"
 
 	"github.com/corral-dev/corral/manager/protocol"
 )
@@ -81,5 +82,31 @@ func TestCheckLimitsConnections(t *testing.T) {
 		}), verdict: Valid},
 		{name: "no cap known", data: func() *RunData { d := abandon(1000, 0, nil)(); d.Bounds.MaxConnections = 0; return d },
 			verdict: Valid, want: "connection cap not known"},
+	})
+}
+
+func TestCheckLimitsProbeClamp(t *testing.T) {
+	// testBounds: health timeout 100 ms; floor 40 ms here.
+	run := func(timeouts ...float64) func() *RunData {
+		return func() *RunData {
+			d := runData(&hist{})
+			d.Bounds.ProbeTimeoutFloor = 40 * time.Millisecond
+			for i, to := range timeouts {
+				e := entry("p1", 11, protocol.StateRunning)
+				e.Health.ProbeTimeout = to
+				d.Inspects = append(d.Inspects, inspectAt(100*(i+1), []string{"p1"}, e))
+			}
+			return d
+		}
+	}
+	runCheckCases(t, checkLimits, []checkCase{
+		{name: "inside", data: run(0.1, 0.04, 0.0625), verdict: Valid, want: "3 of 3 reports inside [40ms, 100ms]"},
+		{name: "above the ceiling", data: run(0.1, 0.2), verdict: Invalid, want: "probe timeout 200ms, outside its clamp [40ms, 100ms]"},
+		{name: "below the floor", data: run(0.01), verdict: Invalid, want: "outside its clamp"},
+		{name: "a floor above the ceiling is the ceiling", data: func() *RunData {
+			d := run(0.1)()
+			d.Bounds.ProbeTimeoutFloor = time.Second
+			return d
+		}, verdict: Valid},
 	})
 }

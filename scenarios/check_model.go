@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/corral-dev/corral/chaos"
 	"github.com/corral-dev/corral/manager/protocol"
 )
 
@@ -79,14 +80,15 @@ type life struct {
 type listObs struct {
 	Lo, Hi int64
 	IDs    map[string]bool
-	Op     *Op // nil for an inspect sample's list
+	Op     *Op    // nil for a sampled list
+	Source string // what took a sampled list
 }
 
 func (l listObs) describe() string {
 	if l.Op != nil {
 		return describeOp(l.Op)
 	}
-	return "the list_pipelines of the inspect sample at " + secs(l.Hi)
+	return l.Source
 }
 
 // facts indexes a run for the model checkers: each pipeline's life, the
@@ -106,6 +108,10 @@ type facts struct {
 	// each may have made one pipeline the history never names.
 	unknownInits []*Op
 	firstInit    int64 // invoke time of the first client init; -1 if none
+	// refusable are the mute and resume invokes whose failure the
+	// protocol allows (the stream may already have been in the state
+	// asked for); filled by judgeStates.
+	refusable map[int]bool
 	// unknownFaults say which faults of the run the catalogue does not
 	// know: their effect cannot be modelled, so no verdict is valid.
 	unknownFaults []string
@@ -302,19 +308,48 @@ func gatherFacts(d *RunData) *facts {
 			for _, id := range s.Listed {
 				ids[id] = true
 			}
-			f.lists = append(f.lists, listObs{Lo: s.Time - int64(samplerSpan), Hi: s.Time, IDs: ids})
+			f.lists = append(f.lists, listObs{Lo: s.Time - int64(samplerSpan), Hi: s.Time, IDs: ids,
+				Source: "the list_pipelines of the inspect sample at " + secs(s.Time)})
+		}
+	}
+	// Targets without inspect: the polls' lists and statuses, sent one
+	// after the other from the poll's time, each within pollTimeout.
+	for _, s := range d.Polls {
+		if s.Listed != nil {
+			f.lists = append(f.lists, listObs{Lo: s.Time, Hi: s.Time + int64(pollTimeout), IDs: stringSet(s.Listed),
+				Source: "the list_pipelines poll at " + secs(s.Time)})
+		}
+		for i, st := range s.Status {
+			switch {
+			case st.OK:
+				l := get(st.PipelineID)
+				l.Present = append(l.Present, evidence{s.Time, nil, "answered ok to the status poll at " + secs(s.Time)})
+			case st.ErrorType == protocol.ErrTypeNotFound:
+				l := get(st.PipelineID)
+				l.Gone = append(l.Gone, evidence{s.Time + int64(i+2)*int64(pollTimeout), nil, "answered not_found to the status poll at " + secs(s.Time)})
+			}
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(d.WorkerPids)) {
+		if pid := d.WorkerPids[id]; pid > 0 && f.pids[id] == 0 {
+			f.pids[id] = pid
+			f.owners[pid]++
 		}
 	}
 	// A worker the census saw alive and then no more: its pipeline may go.
-	for id, pid := range f.pids {
+	for _, id := range slices.Sorted(maps.Keys(f.pids)) {
+		pid := f.pids[id]
 		if t, ok := lastAlive(d.Census, pid); ok && t < lastCensus(d.Census) {
 			l := get(id)
 			l.Causes = append(l.Causes, window{t, never, fmt.Sprintf("its worker pid %d was last seen alive at %s", pid, secs(t)), nil, causeExit})
 		}
 	}
 	// Lists: presence for the ids they name, absence for the ids they
-	// lack that existed before the list was sent.
-	for _, lst := range f.lists {
+	// lack that existed before the list was sent (only the earliest
+	// absence counts, so one is kept per pipeline).
+	missing := map[string]*listObs{}
+	for i := range f.lists {
+		lst := &f.lists[i]
 		for id := range lst.IDs {
 			if l, ok := f.lives[id]; ok {
 				l.Present = append(l.Present, evidence{lst.Lo, lst.Op, "listed by " + lst.describe()})
@@ -325,6 +360,14 @@ func gatherFacts(d *RunData) *facts {
 			if lst.IDs[id] || l.InitOK == nil || lst.Lo <= l.InitOK.Time {
 				continue
 			}
+			if m := missing[id]; m == nil || lst.Hi < m.Hi {
+				missing[id] = lst
+			}
+		}
+	}
+	for _, id := range f.ids {
+		if lst := missing[id]; lst != nil {
+			l := f.lives[id]
 			l.Gone = append(l.Gone, evidence{lst.Hi, lst.Op, "not listed by " + lst.describe()})
 		}
 	}
@@ -462,6 +505,21 @@ func (f *facts) judgeUnknownIDs() []string {
 			}
 		}
 	}
+	// Pipelines the nemesis made (an init storm names them) are not the
+	// model's; a request of a client fault that got no answer may have
+	// made one nobody names.
+	allowed := len(f.unknownInits)
+	for _, w := range nemesisFaults(f.d) {
+		for _, obs := range []map[string]any{w.Observed, w.HealObserved} {
+			for id := range stringSet(obs["pipelines"]) {
+				foreign[id] = true
+			}
+		}
+		if w.Fault != nil && w.Fault.Level() == chaos.LevelClient {
+			n, _ := numberField(w.HealObserved, "unanswered")
+			allowed += int(n)
+		}
+	}
 	note := func(id string, at int64, what string) {
 		if l, ok := f.lives[id]; ok && (l.InitOK != nil || l.FailedInit != nil) {
 			return
@@ -484,13 +542,13 @@ func (f *facts) judgeUnknownIDs() []string {
 			note(id, e.At, fmt.Sprintf("%s (op %s)", e.What, opIndex(e.Op)))
 		}
 	}
-	if len(unknown) <= len(f.unknownInits) {
+	if len(unknown) <= allowed {
 		return nil
 	}
 	var out []string
 	for _, id := range order {
 		out = append(out, fmt.Sprintf("pipeline %s was never created by an init: %s (%d inits had an unknown outcome)",
-			id, unknown[id], len(f.unknownInits)))
+			id, unknown[id], allowed))
 	}
 	return out
 }

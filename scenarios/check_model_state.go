@@ -232,6 +232,7 @@ type consumeSeen struct {
 // and judges status reports (states) and consume_result answers (frames).
 func (f *facts) judgeStates() (states, consumes []string) {
 	d := f.d
+	f.refusable = map[int]bool{}
 	eps := int64(d.Bounds.Epsilon)
 	// Frame capture times are comparable with the history only when the
 	// workers share the harness's clock.
@@ -247,6 +248,11 @@ func (f *facts) judgeStates() (states, consumes []string) {
 	sentAfter := map[int]high{} // consume invoke -> the high mark when it was sent
 	frames := map[string]map[int64]*Op{}
 	stamps := map[string]consumeSeen{} // stamp + id -> first consume that returned it
+	// drained: per pipeline, an empty consume_result sent at least
+	// drainWindow after a mute took effect (the frames in flight at the
+	// mute have reached the buffer by then).
+	drained := map[string]*Op{}
+	drainWindow := 2 * eps
 	// quiet returns whether no fault window on id covers [from, to].
 	quiet := func(id string, from, to int64) bool {
 		l := f.lives[id]
@@ -271,9 +277,12 @@ func (f *facts) judgeStates() (states, consumes []string) {
 			case m == nil:
 			case o.F == protocol.TypeMute || o.F == protocol.TypeResume:
 				k := kindOf(o.F)
+				m.watching[o.Index] = m.possible()
 				m.inflight[k]++
 				for idx := range m.watching {
-					m.watching[idx] |= 1 << k
+					if idx != o.Index {
+						m.watching[idx] |= 1 << k
+					}
 				}
 				m.record(o.Time)
 			case o.F == protocol.TypeStatus:
@@ -304,6 +313,12 @@ func (f *facts) judgeStates() (states, consumes []string) {
 		switch o.F {
 		case protocol.TypeMute, protocol.TypeResume:
 			k := kindOf(o.F)
+			// The protocol lets a worker refuse a mute of a muted stream
+			// and a resume of a running one (operation_error).
+			if set := m.watching[inv.Index]; o.Type == OpFail && set.has(k) {
+				f.refusable[inv.Index] = true
+			}
+			delete(m.watching, inv.Index)
 			switch outcomeOf(o) {
 			case outOK:
 				m.resolve(inv.Time, inv.Time-1)
@@ -385,6 +400,21 @@ func (f *facts) judgeStates() (states, consumes []string) {
 			}
 			if prev != nil && prev.HasNumber && prev.ID > done[id].id {
 				done[id] = high{prev.ID, o}
+			}
+			// Without a shared clock: once a muted pipeline's buffer was
+			// found empty, nothing new may reach it until a resume.
+			e := drained[id]
+			switch {
+			case prev == nil && quiet(id, inv.Time-drainWindow, o.Time) && m.definitelyMuted(inv.Time-drainWindow, o.Time):
+				if e == nil || !m.definitelyMuted(f.v.byIdx[e.Invoke].Time-drainWindow, inv.Time) {
+					drained[id] = o
+				}
+			case prev != nil && e != nil:
+				if einv := f.v.byIdx[e.Invoke]; quiet(id, einv.Time, o.Time) && m.definitelyMuted(einv.Time-drainWindow, o.Time) {
+					consumes = append(consumes, fmt.Sprintf("pipeline %s: op %d (consume_result sent at %s) returned frame %d while the pipeline was muted and op %d had found its buffer empty: %s",
+						id, o.Index, secs(inv.Time), prev.ID, e.Index, m.why(kindRunning)))
+				}
+				delete(drained, id)
 			}
 		}
 		m.record(o.Time)

@@ -100,6 +100,13 @@ func TestPipelineModelLifecycle(t *testing.T) {
 			h.call(10, 3000, "client-1", "init", "", OpInfo, nil, "i/o timeout")
 			h.call(300, 5, "client-2", "list_pipelines", "", OpOK, listing("p1", "ghost"), "")
 		}), Valid, ""},
+		{"pipelines an init storm made are not the model's", build(func(h *hist) {
+			h.initAs(0, "p1", OpOK, "")
+			h.call(100, 1, Nemesis, "init_storm", "", OpOK, map[string]any{"done": false}, "")
+			h.call(300, 5, "client-2", "list_pipelines", "", OpOK, listing("p1", "s1", "s2", "s3"), "")
+			h.call(900, 1, Nemesis, healPrefix+"init_storm", "", OpOK,
+				map[string]any{"done": true, "pipelines": []any{"s1", "s2"}, "unanswered": 1.0}, "")
+		}), Valid, ""},
 		{"ids from before the first init belong to someone else", build(func(h *hist) {
 			h.call(0, 5, "client-2", "list_pipelines", "", OpOK, listing("theirs"), "")
 			h.initAs(100, "p1", OpOK, "")
@@ -155,6 +162,20 @@ func TestPipelineModelLifecycle(t *testing.T) {
 			h.initAs(0, "p1", OpOK, "")
 			h.fault(100, 0, "renamed_fault", "p1", nil)
 		}), Unknown, `fault "renamed_fault" is not in the fault catalogue`},
+		{"phantom seen by a list poll (no inspect)", func() *RunData {
+			h := &hist{}
+			h.initAs(0, "p9", OpFail, "invalid_payload: bad video_reference")
+			d := runData(h)
+			d.Polls = []PollSample{{Time: ms(3000), Listed: []string{"p9"}}}
+			return d
+		}, Invalid, "phantom pipeline: its init failed (op 1, invalid_payload) but listed by the list_pipelines poll at 3.000s"},
+		{"a status poll answered not_found with no cause", func() *RunData {
+			h := &hist{}
+			h.initAs(0, "p1", OpOK, "")
+			d := runData(h)
+			d.Polls = []PollSample{{Time: ms(1000), Listed: []string{"p1"}, Status: []StatusPoll{{PipelineID: "p1", Answered: true, ErrorType: "not_found"}}}}
+			return d
+		}, Invalid, "answered not_found to the status poll at 1.000s"},
 		{"not_found after its worker left the census", func() *RunData {
 			h := &hist{}
 			h.initAs(0, "p1", OpOK, "")
@@ -227,6 +248,19 @@ func TestPipelineModelStates(t *testing.T) {
 	})
 }
 
+// noClock builds a run against a target whose clock the harness does not
+// share (frame capture times are not comparable), with pipeline p1.
+func noClock(f func(h *hist)) func() *RunData {
+	return func() *RunData {
+		h := &hist{}
+		h.initAs(0, "p1", OpOK, "")
+		f(h)
+		d := runData(h)
+		d.Start = runStart
+		return d
+	}
+}
+
 func TestPipelineModelConsume(t *testing.T) {
 	build := func(f func(h *hist)) func() *RunData {
 		return func() *RunData {
@@ -284,6 +318,22 @@ func TestPipelineModelConsume(t *testing.T) {
 			h.call(100, 10, "client-1", "mute", "p1", OpOK, ok, "")
 			h.call(1000, 10, "client-1", "resume", "p1", OpOK, ok, "")
 			h.call(2000, 10, "client-1", "consume_result", "p1", OpOK, frames([2]int{9, 1500}), "")
+		}), Valid, ""},
+		{"a drained muted buffer refills", noClock(func(h *hist) {
+			h.call(100, 10, "client-1", "mute", "p1", OpOK, ok, "")
+			h.call(1500, 10, "client-1", "consume_result", "p1", OpOK, frames(), "")
+			h.call(2000, 10, "client-1", "consume_result", "p1", OpOK, frames([2]int{9, 1900}), "")
+		}), Invalid, "returned frame 9 while the pipeline was muted and op 5 had found its buffer empty"},
+		{"a drained buffer refills after a resume", noClock(func(h *hist) {
+			h.call(100, 10, "client-1", "mute", "p1", OpOK, ok, "")
+			h.call(1500, 10, "client-1", "consume_result", "p1", OpOK, frames(), "")
+			h.call(1700, 10, "client-1", "resume", "p1", OpOK, ok, "")
+			h.call(2000, 10, "client-1", "consume_result", "p1", OpOK, frames([2]int{9, 1900}), "")
+		}), Valid, ""},
+		{"frames in flight at the mute may follow an early empty answer", noClock(func(h *hist) {
+			h.call(100, 10, "client-1", "mute", "p1", OpOK, ok, "")
+			h.call(200, 10, "client-1", "consume_result", "p1", OpOK, frames(), "")
+			h.call(300, 10, "client-1", "consume_result", "p1", OpOK, frames([2]int{9, 90}), "")
 		}), Valid, ""},
 		{"capture times are not judged without a shared clock", func() *RunData {
 			h := &hist{}

@@ -1,13 +1,15 @@
 package scenarios
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
 // pollObservables names what the poll-based checks judge from.
-const pollObservables = "observables: list_pipelines and status polls plus the /proc census; the target has no inspect"
+const pollObservables = "observables: list_pipelines and status, polled and as the workload saw them, plus the /proc census; the target has no inspect"
 
 // failedStates are the status report source states that say a pipeline
 // has failed or ended.
@@ -42,29 +44,65 @@ func pollGone(s *PollSample, id string) (gone, decided bool) {
 	return !slices.Contains(s.Listed, id), true
 }
 
-// detectedByPolls is detectedBy over polls: valid when a poll in
-// (t0, t0+bound] shows cond, invalid when a later deciding poll still does
-// not, unknown when no poll decides.
-func detectedByPolls(d *RunData, t0, bound int64, cond func(*PollSample) (bool, bool)) (string, int64) {
+// sighting is one observation of whether the manager still holds a
+// pipeline: from a poll of the sampler or from a client's own answer.
+type sighting struct {
+	at   int64
+	gone bool
+}
+
+// sightings lists, in time order, every decided observation of pipeline
+// id: the sampler's polls (see pollGone) and the workload's answers — a
+// list_pipelines answer (listed or not), a status answer (its source
+// states), and any command answered not_found (gone). The workload's
+// answers keep a serial server judgeable while the sampler's own requests
+// wait behind a stuck one.
+func sightings(d *RunData, id string) []sighting {
+	var out []sighting
 	for i := range d.Polls {
-		s := &d.Polls[i]
-		if s.Time < t0 {
+		if gone, decided := pollGone(&d.Polls[i], id); decided {
+			out = append(out, sighting{d.Polls[i].Time, gone})
+		}
+	}
+	for i := range d.Ops {
+		c := &d.Ops[i]
+		if c.Type == OpInvoke || !isClientProcess(c.Process) {
 			continue
 		}
-		ok, decided := cond(s)
-		if !decided {
+		switch {
+		case c.F == "list_pipelines" && c.Type == OpOK:
+			listed, _ := valueFields(c.Value)["pipelines"].([]any)
+			gone := !slices.ContainsFunc(listed, func(x any) bool { return x == id })
+			out = append(out, sighting{c.Time, gone})
+		case c.PipelineID != id:
+		case c.Type == OpFail && strings.Contains(c.Error, "not_found"):
+			out = append(out, sighting{c.Time, true})
+		case c.F == "status" && c.Type == OpOK:
+			out = append(out, sighting{c.Time, slices.ContainsFunc(reportStates(valueFields(c.Value)), func(x string) bool { return slices.Contains(failedStates, x) })})
+		}
+	}
+	slices.SortStableFunc(out, func(a, b sighting) int { return cmp.Compare(a.at, b.at) })
+	return out
+}
+
+// detectedBySightings is detectedBy over sightings of pipeline id: valid
+// when one in (t0, t0+bound] shows it gone, invalid when a later one still
+// does not, unknown when none decides.
+func detectedBySightings(d *RunData, t0, bound int64, id string) (string, int64) {
+	for _, s := range sightings(d, id) {
+		if s.at < t0 {
 			continue
 		}
-		if s.Time <= t0+bound {
-			if ok {
-				return Valid, s.Time
+		if s.at <= t0+bound {
+			if s.gone {
+				return Valid, s.at
 			}
 			continue
 		}
-		if ok {
-			return Unknown, s.Time
+		if s.gone {
+			return Unknown, s.at
 		}
-		return Invalid, s.Time
+		return Invalid, s.at
 	}
 	return Unknown, 0
 }

@@ -55,6 +55,7 @@ func checkRequestsAnswered(d *RunData) Result {
 	}
 	var details []string
 	var total, noAnswer, late, dup, missing int
+	boundOf := requestBounder(d, v)
 	for i := range d.Ops {
 		inv := &d.Ops[i]
 		if inv.Type != OpInvoke || !isClientProcess(inv.Process) {
@@ -91,7 +92,7 @@ func checkRequestsAnswered(d *RunData) Result {
 			details = append(details, fmt.Sprintf("%s: no answer after %v (%s)", describeOp(inv), took.Round(time.Millisecond), reason))
 			continue
 		}
-		if bound := RequestBound(inv.F, b); !exempt && took > bound {
+		if bound := boundOf(inv); !exempt && took > bound {
 			late++
 			details = append(details, fmt.Sprintf("%s: answered %s after %v, bound %v", describeOp(inv), c.Type,
 				took.Round(time.Millisecond), bound))

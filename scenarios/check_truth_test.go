@@ -153,3 +153,25 @@ func TestCensusTruthHealthLoop(t *testing.T) {
 		}), Valid, ""},
 	})
 }
+
+func TestCensusTruthWithoutInspect(t *testing.T) {
+	upstream, err := ProfileByName(ProfileUpstream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign := func(pids map[string]int, f func(h *hist, d *RunData)) func() *RunData {
+		return func() *RunData {
+			d := truthRun(4000, aliveUntil(9000), f)()
+			d.Inspects, d.Profile, d.WorkerPids = nil, upstream, pids
+			return d
+		}
+	}
+	runCheckCases(t, checkCensusTruth, []checkCase{
+		{"pids from the census around each init", foreign(map[string]int{"p1": 101}, func(*hist, *RunData) {}),
+			Valid, "health-loop rule does not apply"},
+		{"a false claim, pid from the census", foreign(map[string]int{"p1": 101}, func(h *hist, d *RunData) {
+			h.call(500, 5, "client-1", "status", "p1", OpFail, nil, notFound)
+		}), Invalid, "its worker pid 101 was alive"},
+		{"no worker pid known", foreign(nil, func(*hist, *RunData) {}), Unknown, "no worker pid is known"},
+	})
+}

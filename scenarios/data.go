@@ -34,7 +34,11 @@ const (
 // CensusSample is the process census at one moment: every process carrying
 // the manager's marker, or the manager's descendants and workers' groups.
 type CensusSample struct {
-	Time  int64             `json:"time"` // ns since start
+	// Time is when the census began and End when it ended (ns since
+	// start): a process listed was alive at Time or later, one missing
+	// was dead by End.
+	Time  int64             `json:"time"`
+	End   int64             `json:"end,omitempty"`
 	Phase string            `json:"phase"`
 	Procs []launch.ProcInfo `json:"procs"`
 	// ManagerRSS is the manager process's resident bytes at the census
@@ -137,6 +141,9 @@ type RunData struct {
 	Polls []PollSample
 	// Profile is what the harness knew about the target.
 	Profile Profile
+	// WorkerPids maps pipeline ids to the worker pid the census found
+	// around their init (targets without inspect; see workerMap).
+	WorkerPids map[string]int
 	// TargetAddr and TargetPid name an external target ("" and 0 when
 	// embedded or unknown).
 	TargetAddr string

@@ -125,7 +125,7 @@ func TestScheduleRoundTrip(t *testing.T) {
 
 func TestBuiltinsValidate(t *testing.T) {
 	names := BuiltinNames()
-	for _, want := range []string{"smoke", "hung-queue", "crash-loop", "slow-probes", "shutdown-under-load", "bad-clients", "swarm", "soak", "limits"} {
+	for _, want := range []string{"smoke", "hung-queue", "crash-loop", "slow-probes", "shutdown-under-load", "bad-clients", "swarm", "soak", "limits", "churn"} {
 		sc, err := Builtin(want)
 		if err != nil {
 			t.Errorf("built-in %s: %v (have %v)", want, err, names)

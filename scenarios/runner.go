@@ -157,7 +157,9 @@ func Run(ctx context.Context, sc *Scenario, o Options) (*Report, error) {
 	// comes first and this one does nothing.
 	defer r.tr.flush()
 	if o.Target == "" {
-		r.tgt, err = startEmbedded(r.cfg, o, r.dir, log, r.tr)
+		eo := o
+		eo.WrapLauncher = r.watchSweep(o.WrapLauncher)
+		r.tgt, err = startEmbedded(r.cfg, eo, r.dir, log, r.tr)
 	} else {
 		r.tgt, err = connectExternal(ctx, o.Target, o.TargetPid)
 	}
@@ -251,7 +253,7 @@ func prepare(sc *Scenario, o Options) (*runner, error) {
 	}
 	r := &runner{sc: s, seed: s.Seed, o: o, cfg: cfg, plan: PlanRun(s, s.Seed), tl: TimelineOf(s),
 		ids: newPipelines(), pgids: map[int]bool{}, workers: newWorkerMap()}
-	r.bounds = resolveBounds(cfg, s, o.Bounds)
+	r.bounds = resolveBounds(cfg, s, o.Bounds, Profile{}) // settled again with the target's profile
 	r.progress = newProgress(o.Progress, s.Name, s.Seed, r.tl)
 	return r, nil
 }
@@ -311,6 +313,7 @@ func (r *runner) play(ctx context.Context) error {
 		workers.Go(func() { r.runClient(ctx, entries) })
 	}
 	workers.Go(func() { r.keep(ctx) })
+	workers.Go(func() { r.runChurn(ctx) })
 	nemesisDone := make(chan struct{})
 	workers.Go(func() { defer close(nemesisDone); r.runNemesis(ctx, faults) })
 
@@ -340,7 +343,8 @@ func (r *runner) play(ctx context.Context) error {
 		for len(r.takeCensus()) > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
 			time.Sleep(100 * time.Millisecond)
 		}
-		r.recordCensus(PhaseFinal, r.takeCensus())
+		start := r.since()
+		r.recordCensus(start, PhaseFinal, r.takeCensus())
 	}
 	stopSampling()
 	sampler.Wait()
@@ -367,6 +371,7 @@ func (r *runner) data() *RunData {
 	return &RunData{
 		Scenario: r.sc, Seed: r.seed, Start: r.start, Dir: r.dir, Embedded: r.tgt.embedded,
 		Plan: r.plan, Ops: r.hist.Ops(), Census: r.census, Inspects: r.inspects, Polls: r.polls, Profile: r.profile,
+		WorkerPids: r.workers.pids(),
 		TargetAddr: r.o.Target, TargetPid: r.o.TargetPid,
 		Bounds: r.bounds, Shutdown: r.shutdownRec, Replay: r.replay(),
 		TracesFile: r.tr.file, TraceURL: r.tr.url,

@@ -24,11 +24,12 @@ const (
 	// pollEvery is the base period of list_pipelines + status polls for
 	// targets without inspect; it stretches to pollBackoff times the last
 	// poll's duration (at most pollMax) when answers slow, so a serial
-	// server spends at most about a fifth of its time on the sampler.
+	// server spends at most about a third of its time on the sampler.
 	pollEvery   = 500 * time.Millisecond
-	pollBackoff = 4
-	pollMax     = 5 * time.Second
-	// pollTimeout bounds each sampling request.
+	pollBackoff = 2
+	pollMax     = 2 * time.Second
+	// pollTimeout bounds each sampling request (for a serial target, the
+	// queue timeout if longer: its answer may wait behind one request).
 	pollTimeout = time.Second
 	// pollStatusCap bounds the status requests of one poll.
 	pollStatusCap = 16
@@ -46,11 +47,15 @@ func (r *runner) sample(ctx context.Context) {
 	defer wg.Wait()
 	wg.Go(func() {
 		repeat(ctx, censusEvery, func() time.Duration {
-			r.recordCensus(r.currentPhase(), r.takeCensus())
+			start := r.since()
+			r.recordCensus(start, r.currentPhase(), r.takeCensus())
 			return censusEvery
 		})
 	})
 	c := &protocol.Client{Addr: r.tgt.addr, Timeout: pollTimeout, Traceparent: unsampledTraceparent}
+	if r.profile.Serial {
+		c.Timeout = max(pollTimeout, r.bounds.QueueTimeout)
+	}
 	useInspect := r.profile.Has(protocol.TypeInspect)
 	first := inspectEvery
 	if !useInspect {
@@ -128,8 +133,10 @@ func (r *runner) inspectOnce(ctx context.Context, c *protocol.Client) bool {
 // serial server one unanswered status means every later request waits
 // behind it, so the poll stops there.
 func (r *runner) pollOnce(ctx context.Context, c *protocol.Client) {
-	s := PollSample{Time: int64(r.since())}
 	listed, err := c.List(ctx)
+	// Stamped when the list was answered: that is when the manager's view
+	// was seen (a serial server may have answered late).
+	s := PollSample{Time: int64(r.since())}
 	if err != nil {
 		s.ListError = err.Error()
 	} else {
@@ -184,16 +191,68 @@ func statusPoll(id string, resp protocol.Response, err error) StatusPoll {
 	default:
 		return p
 	}
-	report, _ := resp.Fields["report"].(map[string]any)
-	sources, _ := report["sources_metadata"].([]any)
-	for _, src := range sources {
-		if m, ok := src.(map[string]any); ok {
-			if st, ok := m["state"].(string); ok {
-				p.States = append(p.States, st)
-			}
+	p.States = reportStates(resp.Fields)
+	return p
+}
+
+// sweepWait bounds how long the sweep census waits for processes the
+// manager has just SIGKILLed to die (a signal is delivered when the target
+// next runs); sweepPoll is its polling period: no signal exists for
+// another process's death.
+const (
+	sweepWait = 300 * time.Millisecond
+	sweepPoll = 20 * time.Millisecond
+)
+
+// sweepWatcher is the launcher as the embedded manager sees it: its Close
+// (the manager's last shutdown step, before the launcher's last-resort
+// cleanup) first records a census (PhaseSweep) of what the manager's own
+// stop sequence left alive.
+type sweepWatcher struct {
+	launch.Launcher
+	r    *runner
+	once sync.Once
+}
+
+// watchSweep wraps the launcher that wrap (nil: none) returns.
+func (r *runner) watchSweep(wrap func(launch.Launcher) launch.Launcher) func(launch.Launcher) launch.Launcher {
+	return func(l launch.Launcher) launch.Launcher {
+		if wrap != nil {
+			l = wrap(l)
+		}
+		return &sweepWatcher{Launcher: l, r: r}
+	}
+}
+
+func (w *sweepWatcher) Close() error {
+	w.once.Do(func() {
+		if w.r.tgt == nil {
+			return // the start failed: there is no run to judge
+		}
+		w.r.mu.Lock()
+		killed := w.r.shutdownRec.Signal == "SIGKILL" // emulated: the sweep is the kill
+		w.r.mu.Unlock()
+		deadline := time.Now().Add(sweepWait)
+		start := w.r.since()
+		procs := w.r.takeCensus()
+		for !killed && liveProcs(procs) > 0 && time.Now().Before(deadline) {
+			time.Sleep(sweepPoll)
+			start = w.r.since()
+			procs = w.r.takeCensus()
+		}
+		w.r.recordCensus(start, PhaseSweep, procs)
+	})
+	return w.Launcher.Close()
+}
+
+func liveProcs(ps []launch.ProcInfo) int {
+	n := 0
+	for _, p := range ps {
+		if !p.Zombie() {
+			n++
 		}
 	}
-	return p
+	return n
 }
 
 // takeCensus lists the manager's workers and their descendants now.
@@ -208,11 +267,13 @@ func (r *runner) takeCensus() []launch.ProcInfo {
 	return r.tgt.census(pgids)
 }
 
-func (r *runner) recordCensus(phase string, procs []launch.ProcInfo) {
+// recordCensus records a census that began at start.
+func (r *runner) recordCensus(start time.Duration, phase string, procs []launch.ProcInfo) {
 	if procs == nil {
 		procs = []launch.ProcInfo{}
 	}
-	s := CensusSample{Time: int64(r.since()), Phase: phase, Procs: procs, ManagerRSS: r.managerRSS()}
+	s := CensusSample{Time: int64(start), Phase: phase, Procs: procs, ManagerRSS: r.managerRSS()}
+	s.End = int64(r.since())
 	r.mu.Lock()
 	r.census = append(r.census, s)
 	r.mu.Unlock()

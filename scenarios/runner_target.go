@@ -240,9 +240,10 @@ func (r *runner) settleProfile(ctx context.Context) error {
 			return err
 		}
 		p.Source = "--profile " + r.o.Profile
-		chaosOn = p.Has(protocol.TypeChaos)
+		chaosOn = p.Has(protocol.TypeChaos) && ProbeChaos(ctx, r.tgt.addr)
 	}
 	r.profile = p.forTarget(r.tgt.embedded, r.tgt.managerPid, chaosOn)
+	r.bounds = resolveBounds(r.cfg, r.sc, r.o.Bounds, r.profile)
 	r.initFields = r.profile.initFields(r.sc.Video, r.sc.Init)
 	r.plan = markApplicability(r.plan, r.profile)
 	var sched strings.Builder
@@ -272,14 +273,18 @@ func waitPidExit(ctx context.Context, pid int, bound time.Duration) bool {
 }
 
 func groupMembers(pgids []int) []launch.ProcInfo {
-	var out []launch.ProcInfo
+	// One scan of /proc for every group: a scan per group made each
+	// census take seconds once a run had seen hundreds of pipelines.
+	want := map[int]bool{}
 	for _, g := range pgids {
-		if g <= 1 {
-			continue
+		if g > 1 {
+			want[g] = true
 		}
-		m, _ := launch.GroupMembers(g)
-		out = append(out, m...)
 	}
+	if len(want) == 0 {
+		return nil
+	}
+	out, _ := launch.Scan(func(p launch.ProcInfo) bool { return want[p.Pgid] })
 	return out
 }
 

@@ -137,6 +137,16 @@ func (r *runner) command(ctx context.Context, process, f string, k int) {
 			id = placeholder(k)
 		}
 	}
+	_, err := r.send(ctx, process, f, k, id)
+	var perr *protocol.Error
+	if k > 0 && errors.As(err, &perr) && perr.Type == protocol.ErrTypeNotFound {
+		r.ids.markLost(k, id)
+	}
+}
+
+// send sends command f for logical pipeline k (0: none) to pipeline id
+// and records it in the history; it returns the id an init created.
+func (r *runner) send(ctx context.Context, process, f string, k int, id string) (string, error) {
 	fields := map[string]any(nil)
 	switch f {
 	case protocol.TypeInit:
@@ -169,20 +179,17 @@ func (r *runner) command(ctx context.Context, process, f string, k int) {
 		r.workers.observeInit(inv.Index, typ, pid, before, workerCensus(r.tgt.managerPid, r.profile.Descendants))
 	}
 	r.hist.Complete(inv, typ, pid, value, errText, traceID)
-	if k == 0 {
-		return
+	if k > 0 {
+		switch {
+		case f == protocol.TypeInit && typ == OpOK && pid != "":
+			r.ids.set(k, pid)
+		case f == protocol.TypeInit:
+			r.ids.markLost(k, "")
+		case f == protocol.TypeTerminate && typ == OpOK:
+			r.ids.markLost(k, id)
+		}
 	}
-	var perr *protocol.Error
-	switch {
-	case f == protocol.TypeInit && typ == OpOK && pid != "":
-		r.ids.set(k, pid)
-	case f == protocol.TypeInit:
-		r.ids.markLost(k, "")
-	case f == protocol.TypeTerminate && typ == OpOK:
-		r.ids.markLost(k, id)
-	case errors.As(err, &perr) && perr.Type == protocol.ErrTypeNotFound:
-		r.ids.markLost(k, id)
-	}
+	return pid, err
 }
 
 // classify maps a client error to an operation type: no error is ok; a
@@ -253,4 +260,65 @@ func describeTarget(k int, id string) string {
 		return fmt.Sprintf("pipeline #%d", k)
 	}
 	return fmt.Sprintf("pipeline #%d (%s)", k, id)
+}
+
+// ChurnStep is a burst of create-and-destroy cycles: at At (from the start
+// of the chaos phase), Cycles clients each send an init and then a
+// terminate of the pipeline it created; at most Concurrency cycles run at
+// once (0: all).
+type ChurnStep struct {
+	At          Duration `yaml:"at"`
+	Cycles      int      `yaml:"cycles"`
+	Concurrency int      `yaml:"concurrency,omitempty"`
+}
+
+// maxChurn caps ChurnStep.Cycles.
+const maxChurn = 1000
+
+// churnProcess prefixes the client of one churn cycle: a client of its
+// own, so that checkers judge its answers like any other client's.
+const churnProcess = "client-churn-"
+
+func validateChurn(s *Scenario, bad func(field, format string, args ...any)) {
+	for i, c := range s.Churn {
+		field := fmt.Sprintf("churn[%d]", i)
+		if c.At < 0 || s.Duration > 0 && c.At > s.Duration {
+			bad(field+".at", "must be within the chaos phase, 0..%s (got %s)", s.Duration.D(), c.At.D())
+		}
+		if c.Cycles < 1 || c.Cycles > maxChurn {
+			bad(field+".cycles", "must be in 1..%d (got %d)", maxChurn, c.Cycles)
+		}
+		if c.Concurrency < 0 || c.Concurrency > c.Cycles {
+			bad(field+".concurrency", "must be in 0..cycles (got %d)", c.Concurrency)
+		}
+	}
+}
+
+// runChurn plays the scenario's churn steps. A cycle's terminate is sent
+// only when its init created a pipeline.
+func (r *runner) runChurn(ctx context.Context) {
+	n := 0
+	for _, step := range r.sc.Churn {
+		if !r.sleepUntil(ctx, r.tl.Chaos+step.At.D()) {
+			return
+		}
+		conc := step.Concurrency
+		if conc <= 0 {
+			conc = step.Cycles
+		}
+		sem := make(chan struct{}, conc)
+		var cycles sync.WaitGroup
+		for range step.Cycles {
+			n++
+			process := churnProcess + strconv.Itoa(n)
+			sem <- struct{}{}
+			cycles.Go(func() {
+				defer func() { <-sem }()
+				if id, err := r.send(ctx, process, protocol.TypeInit, 0, ""); err == nil && id != "" {
+					_, _ = r.send(ctx, process, protocol.TypeTerminate, 0, id)
+				}
+			})
+		}
+		cycles.Wait()
+	}
 }

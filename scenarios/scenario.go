@@ -39,6 +39,9 @@ type Scenario struct {
 	Faults        []FaultChoice `yaml:"faults,omitempty"`
 	FaultInterval Duration      `yaml:"fault_interval,omitempty"`
 	Schedule      []FaultAt     `yaml:"schedule,omitempty"`
+	// Churn runs create-and-destroy cycles (an init, then a terminate of
+	// what it created) on clients of their own.
+	Churn []ChurnStep `yaml:"churn,omitempty"`
 	// Swarm lets the seed also pick which faults of the menu are enabled.
 	Swarm bool `yaml:"swarm,omitempty"`
 	// Shutdown is how the run ends: "graceful" (SIGTERM after quiesce),

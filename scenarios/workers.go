@@ -164,6 +164,17 @@ func (m *workerMap) find(id string) (launch.ProcInfo, string, error) {
 	return now, rec.how + "; start time confirmed", nil
 }
 
+// pids returns the worker pid of every pipeline whose worker was found.
+func (m *workerMap) pids() map[string]int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]int, len(m.byID))
+	for id, rec := range m.byID {
+		out[id] = rec.proc.Pid
+	}
+	return out
+}
+
 // findWorker is chaos.Target.FindWorker over the map.
 func (m *workerMap) findWorker(_ context.Context, id string) (int, int, string, error) {
 	p, how, err := m.find(id)

@@ -22,6 +22,7 @@ Usage:
                                   run a seeded workload + fault schedule, check it, write a report
   corral scenarios                list the built-in scenarios
   corral replay DIR               rerun a run folder's scenario with its seed
+  corral bench [--json] [--quick] measure corral serve against its floor (see corral bench --help)
   corral help                     this text
 
 Exit status: 0 success, 1 failure (a failure response, a run that did not finish
@@ -63,6 +64,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return scenariosCmd(args[1:], stdout, stderr)
 	case "replay":
 		return replayCmd(args[1:], stdout, stderr)
+	case "bench":
+		return benchCmd(args[1:], stdout, stderr)
 	case "worker":
 		return workerMain()
 	case "help", "-h", "--help":

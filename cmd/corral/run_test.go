@@ -53,7 +53,7 @@ func TestScenariosList(t *testing.T) {
 	if code := run([]string{"scenarios"}, &stdout, &stderr); code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
-	for _, name := range []string{"smoke", "hung-queue", "crash-loop", "slow-probes", "shutdown-under-load", "bad-clients", "swarm", "soak", "foreign-smoke", "limits"} {
+	for _, name := range []string{"smoke", "hung-queue", "crash-loop", "slow-probes", "shutdown-under-load", "bad-clients", "swarm", "soak", "foreign-smoke", "limits", "churn"} {
 		if !strings.Contains(stdout.String(), name+" ") {
 			t.Errorf("corral scenarios does not list %s:\n%s", name, stdout.String())
 		}
