@@ -91,3 +91,18 @@ func median(d []time.Duration) time.Duration {
 	slices.Sort(s)
 	return s[len(s)/2]
 }
+
+// BenchmarkListRoundTrip is one list_pipelines over TCP, a new connection
+// each: the server's per-connection cost with no worker behind it.
+func BenchmarkListRoundTrip(b *testing.B) {
+	cfg := testConfig()
+	cfg.HealthCheckInterval = time.Hour
+	r := testkit.StartManager(b, cfg, memory(b))
+	r.Init(b)
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := r.Client.List(b.Context()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -3,7 +3,9 @@ package scenarios
 import (
 	"bytes"
 	"encoding/json"
+	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -243,5 +245,109 @@ func TestSerialRequestBounds(t *testing.T) {
 	}
 	if r := checkRequestsAnswered(d); r.Verdict != Valid {
 		t.Fatalf("serial target: %s (%s), want valid", r.Verdict, r.Summary)
+	}
+}
+
+// frozenServer accepts connections and never answers, as a serial server
+// stuck on a stopped worker does; it holds them until the test ends.
+func frozenServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	})
+	return ln.Addr().String()
+}
+
+// Against a frozen target the nemesis keeps to its schedule: each
+// injection runs on its own with its own deadline, so three faults
+// planned 100 ms apart leave on time although none is ever answered, and
+// each is recorded as missed (info), not as failed or fired.
+func TestNemesisKeepsScheduleAgainstFrozenTarget(t *testing.T) {
+	addr := frozenServer(t)
+	p, _ := ProfileByName(ProfileCorral)
+	r := &runner{start: time.Now(), tl: Timeline{Heal: 600 * time.Millisecond}, ids: newPipelines(), workers: newWorkerMap(),
+		tr: &runTracing{tracer: tracenoop().Tracer("test")}, profile: p,
+		tgt:         &target{addr: addr, exited: make(chan struct{})},
+		faultClient: &protocol.Client{Addr: addr, Timeout: 300 * time.Millisecond}}
+	r.hist = NewHistory(r.start, nil)
+	r.ids.set(1, "p1")
+	var plan []PlanEntry
+	for i := range 3 {
+		plan = append(plan, PlanEntry{At: Duration(time.Duration(i+1) * 100 * time.Millisecond), Process: Nemesis, Kind: KindFault,
+			F: protocol.FaultSlowProbe, Target: 1, For: Duration(time.Second), Params: map[string]any{"delay_seconds": 0.1}})
+	}
+	r.runNemesis(t.Context(), plan)
+	ops := r.hist.Ops()
+	v := newOpView(ops)
+	n := 0
+	for i := range ops {
+		inv := &ops[i]
+		if inv.Type != OpInvoke || inv.F != protocol.FaultSlowProbe {
+			continue
+		}
+		planned := plan[n].At.D()
+		n++
+		if late := time.Duration(inv.Time) - planned; late > lateSlack/2 {
+			t.Errorf("fault planned at %v left %v late", planned, late)
+		}
+		if c := v.completion(inv); c == nil || c.Type != OpInfo || !strings.Contains(c.Error, "missed") {
+			t.Errorf("fault planned at %v completed %+v, want info (missed)", planned, c)
+		}
+	}
+	if n != 3 {
+		t.Fatalf("%d injections recorded, want 3", n)
+	}
+}
+
+// A SIGTERM that never reached the manager leaves the shutdown checkers
+// unknown (not "never exited"); an exit status the harness cannot see is
+// never reported as "exited 0".
+func TestShutdownNotDeliveredOrUnseen(t *testing.T) {
+	withShutdown := func(sd ShutdownRecord) func() *RunData {
+		return func() *RunData {
+			d := runData(nil)
+			d.Shutdown = sd
+			d.Census = []CensusSample{{Time: ms(9000), Phase: PhaseFinal, Procs: []launchProc{proc(77, "S")}}}
+			return d
+		}
+	}
+	notDelivered := withShutdown(ShutdownRecord{Signal: "SIGTERM", Requested: ms(1000), NotDelivered: "kill 4242: operation not permitted"})
+	runCheckCases(t, checkBoundedShutdown, []checkCase{
+		{"not delivered", notDelivered, Unknown, "was not delivered"},
+		{"exit unseen", func() *RunData {
+			d := withShutdown(ShutdownRecord{Signal: "SIGTERM", Requested: ms(1000), Exited: ms(1500), ExitCode: -1, ExitUnknown: true})()
+			d.Census = nil
+			return d
+		}, Valid, "exit status unknown"},
+	})
+	runCheckCases(t, checkNoLeakedProcesses, []checkCase{{"not delivered", notDelivered, Unknown, "was not delivered"}})
+	d := withShutdown(ShutdownRecord{Signal: "SIGTERM", Requested: ms(1000), Exited: ms(1500), ExitCode: -1, ExitUnknown: true})()
+	d.Census = nil
+	if r := checkBoundedShutdown(d); strings.Contains(r.Summary, "exited 0") {
+		t.Errorf("unseen exit reported as %q", r.Summary)
 	}
 }

@@ -240,10 +240,9 @@ func DetectProfile(ctx context.Context, addr string) (Profile, bool, error) {
 	case err == nil:
 		p, _ := ProfileByName(ProfileCorral)
 		p.Source = "detected: inspect answered success"
-		_, cerr := c.Call(ctx, protocol.TypeChaos, probeChaosID, map[string]any{"fault": "heal"})
-		chaosOn := cerr == nil || errors.As(cerr, &perr) && perr.Type != protocol.ErrTypeInvalidPayload
+		chaosOn := ProbeChaos(ctx, addr)
 		if !chaosOn {
-			p.Source += "; chaos answered invalid_payload (not enabled)"
+			p.Source += "; chaos not enabled"
 		}
 		return p, chaosOn, nil
 	case errors.As(err, &perr) && perr.Type == protocol.ErrTypeInvalidPayload:
@@ -256,6 +255,17 @@ func DetectProfile(ctx context.Context, addr string) (Profile, bool, error) {
 		return p, false, nil
 	}
 	return Profile{}, false, fmt.Errorf("%w: --target %s did not answer the inspect probe: %w", ErrInvalidScenario, addr, err)
+}
+
+// ProbeChaos reports whether a Corral target has its chaos command on:
+// asked to heal a pipeline that does not exist, an enabled chaos command
+// answers not_found, a disabled one invalid_payload (so does no answer:
+// worker faults are then not applicable rather than doomed).
+func ProbeChaos(ctx context.Context, addr string) bool {
+	c := &protocol.Client{Addr: addr, Timeout: probeTimeout, Traceparent: unsampledTraceparent}
+	_, err := c.Call(ctx, protocol.TypeChaos, probeChaosID, map[string]any{"fault": "heal"})
+	var perr *protocol.Error
+	return err == nil || errors.As(err, &perr) && perr.Type != protocol.ErrTypeInvalidPayload
 }
 
 // markApplicability marks the plan entries this target cannot carry out:

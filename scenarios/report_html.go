@@ -161,10 +161,12 @@ func niceStep(raw float64) float64 {
 }
 
 func reportHTML(rep *Report) ([]byte, error) {
-	page := htmlPage{Rep: rep, Verdict: "valid", Results: rep.Results, Generated: time.Now().UTC().Format(time.RFC3339)}
-	if !rep.Valid {
-		page.Verdict = "invalid"
+	// The run's one verdict, as the summary and report.json say it.
+	verdict := rep.Verdict
+	if verdict == "" {
+		verdict = runVerdict(rep.Results)
 	}
+	page := htmlPage{Rep: rep, Verdict: strings.ToLower(verdict), Results: rep.Results, Generated: time.Now().UTC().Format(time.RFC3339)}
 	page.Title = fmt.Sprintf("corral run %s, seed %d: %s", rep.Scenario, rep.Seed, strings.ToUpper(page.Verdict))
 	for _, k := range sortedKeys(rep.Counts) {
 		page.Counts = append(page.Counts, [2]string{k, fmt.Sprint(rep.Counts[k])})

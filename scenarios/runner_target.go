@@ -240,7 +240,7 @@ func (r *runner) settleProfile(ctx context.Context) error {
 			return err
 		}
 		p.Source = "--profile " + r.o.Profile
-		chaosOn = p.Has(protocol.TypeChaos)
+		chaosOn = p.Has(protocol.TypeChaos) && ProbeChaos(ctx, r.tgt.addr)
 	}
 	r.profile = p.forTarget(r.tgt.embedded, r.tgt.managerPid, chaosOn)
 	r.bounds = resolveBounds(r.cfg, r.sc, r.o.Bounds, r.profile)

@@ -141,6 +141,9 @@ func TestClientInitPayload(t *testing.T) {
 		if sink["type"] != "MemorySinkConfiguration" || sink["results_buffer_size"] != 8.0 {
 			t.Errorf("sink_configuration %v, want type MemorySinkConfiguration, results_buffer_size 8", sink)
 		}
+		if pc := section(req, "processing_configuration"); pc["type"] != "WorkflowConfiguration" || pc["workflow_specification"] == nil {
+			t.Errorf("processing_configuration %v, want type WorkflowConfiguration with a workflow_specification", pc)
+		}
 	})
 
 	payload := `{"video_configuration":{"type":"VideoConfiguration","video_reference":"rtsp://cam/1"},` +

@@ -11,6 +11,10 @@ import (
 // DefaultMaxFrameBytes is the frame-size cap used when none is configured.
 const DefaultMaxFrameBytes = 16 << 20
 
+// smallFrame is the largest frame ReadFrame allocates in full before its
+// bytes arrive: a stalled peer holds at most this much.
+const smallFrame = 64 << 10
+
 // HeaderSize is the width of the length prefix.
 const HeaderSize = 4
 
@@ -52,10 +56,22 @@ func ReadFrame(r io.Reader, limit int) ([]byte, error) {
 	case uint64(size) > uint64(limit):
 		return nil, &FrameTooLargeError{Size: uint64(size), Limit: uint64(limit)}
 	}
+	if size <= smallFrame {
+		// Small frames (every request, most replies) in one exact
+		// allocation.
+		body := make([]byte, size)
+		if _, err := io.ReadFull(r, body); err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return nil, ErrTruncated
+			}
+			return nil, err
+		}
+		return body, nil
+	}
 	// Grow with the data actually received, so a peer that announces a
 	// large frame and stalls costs little memory.
 	var buf bytes.Buffer
-	buf.Grow(int(min(uint64(size), 64<<10)))
+	buf.Grow(smallFrame)
 	if n, err := io.CopyN(&buf, r, int64(size)); err != nil {
 		if errors.Is(err, io.EOF) && n < int64(size) {
 			return nil, ErrTruncated

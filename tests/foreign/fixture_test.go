@@ -228,6 +228,34 @@ func TestFixtureServesOneConnectionAtATime(t *testing.T) {
 	}
 }
 
+// A request that does not arrive within the socket timeout (here a header
+// announcing 4 GiB) is answered invalid_payload, and the fixture does not
+// allocate what the header announced.
+func TestFixtureAnswersARequestThatNeverArrives(t *testing.T) {
+	t.Parallel()
+	f := Start(t, Options{Args: []string{"--socket-timeout", "0.5"}})
+	conn, err := net.DialTimeout("tcp", f.Addr, bound)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(bound))
+	if _, err := conn.Write([]byte{0xff, 0xff, 0xff, 0xff}); err != nil {
+		t.Fatal(err)
+	}
+	frame, err := protocol.ReadFrame(conn, 0)
+	if err != nil {
+		t.Fatalf("no answer to a request that never arrived: %v", err)
+	}
+	var env protocol.Envelope
+	if err := json.Unmarshal(frame, &env); err != nil || env.Response.ErrorType != protocol.ErrTypeInvalidPayload {
+		t.Errorf("answer %s (%v), want invalid_payload", frame, err)
+	}
+	if _, err := client(f, bound).List(t.Context()); err != nil {
+		t.Errorf("list after the oversized header: %v", err)
+	}
+}
+
 // A failed init leaves its worker listed (the phantom) unless fixed.
 func TestFixturePhantom(t *testing.T) {
 	t.Parallel()

@@ -305,23 +305,36 @@ class Manager:
 
 
 def read_exact(conn, n):
-    buf = b""
+    buf = bytearray()
     while len(buf) < n:
-        chunk = conn.recv(n - len(buf))
+        chunk = conn.recv(min(n - len(buf), 1 << 16))  # never allocate what a header merely announces
         if not chunk:
             raise ConnectionError("closed after %d of %d bytes" % (len(buf), n))
         buf += chunk
-    return buf
+    return bytes(buf)
+
+
+def send_frame(conn, request_id, response, pipeline_id):
+    data = json.dumps({"request_id": request_id, "response": response, "pipeline_id": pipeline_id}).encode("utf-8")
+    try:
+        conn.sendall(HEADER.pack(len(data)) + data)  # header and body in one write
+    except OSError as e:
+        log("could not answer: %s" % e)
 
 
 def serve_connection(manager, conn):
-    """Reads one frame, answers one frame. A client that closes early or
-    stalls past the socket timeout gets nothing (upstream has no cap on the
-    announced size either: a large header is read until the timeout)."""
+    """Reads one frame, answers one frame. There is no cap on the announced
+    size (as upstream): a request that does not arrive within the socket
+    timeout is answered invalid_payload; a client that closed gets nothing."""
     request_id = uuid.uuid4().hex
     try:
         (size,) = HEADER.unpack(read_exact(conn, HEADER.size))
         body = read_exact(conn, size)
+    except socket.timeout:
+        log("request not received within %.1fs" % manager.args.socket_timeout)
+        send_frame(conn, request_id, failure("invalid_payload", "request not received within %.1fs"
+                                             % manager.args.socket_timeout, "TimeoutError"), None)
+        return
     except (OSError, ConnectionError) as e:
         log("connection dropped while reading: %s" % e)
         return
@@ -333,11 +346,7 @@ def serve_connection(manager, conn):
         response, pipeline_id = failure("invalid_payload", "malformed request: %s" % e, "MalformedPayloadError"), None
     else:
         response, pipeline_id = manager.handle(request)
-    data = json.dumps({"request_id": request_id, "response": response, "pipeline_id": pipeline_id}).encode("utf-8")
-    try:
-        conn.sendall(HEADER.pack(len(data)) + data)  # header and body in one write
-    except OSError as e:
-        log("could not answer: %s" % e)
+    send_frame(conn, request_id, response, pipeline_id)
 
 
 def serve(manager, sock):

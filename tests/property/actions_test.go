@@ -1,6 +1,7 @@
 package property
 
 import (
+	"maps"
 	"slices"
 	"syscall"
 	"time"
@@ -50,6 +51,9 @@ func (mc *machine) actions() map[string]func(*rapid.T) {
 	if mc.tier.concurrentInits {
 		a["init_concurrent"] = mc.initConcurrent
 	}
+	if mc.tier.virtual {
+		maps.Copy(a, mc.virtualActions())
+	}
 	if mc.tier.processes {
 		a["sigstop"] = mc.signal(syscall.SIGSTOP)
 		a["sigcont"] = mc.sigcont
@@ -59,7 +63,10 @@ func (mc *machine) actions() map[string]func(*rapid.T) {
 		if name != "" {
 			a[name] = func(t *rapid.T) {
 				act(t)
-				mc.lat.count(name) // not reached when the action skips or fails
+				// Not reached when the action skips or fails; the log
+				// shows, in a failure's replay, the actions that ran.
+				mc.lat.count(name)
+				t.Logf("[corral] ran %s", name)
 			}
 		}
 	}
@@ -68,7 +75,7 @@ func (mc *machine) actions() map[string]func(*rapid.T) {
 
 // drawLive draws a pipeline of the live set.
 func (mc *machine) drawLive(t *rapid.T) (string, *pipe) {
-	ids := sortedKeys(mc.live)
+	ids := orderedKeys(mc, mc.live)
 	if len(ids) == 0 {
 		t.Skip("no live pipeline")
 	}
@@ -83,7 +90,7 @@ func (mc *machine) drawTarget(t *rapid.T) (string, *pipe) {
 	case "live":
 		return mc.drawLive(t)
 	case "gone":
-		ids := sortedKeys(mc.gone)
+		ids := orderedKeys(mc, mc.gone)
 		if len(ids) == 0 {
 			t.Skip("no pipeline has left yet")
 		}
@@ -106,25 +113,28 @@ func (mc *machine) afterInit(t *rapid.T, r protocol.Response) {
 	id := r.PipelineID
 	if !r.OK() {
 		if !isTimeout(r) {
-			t.Fatalf("init of a valid reference: %s", describe(r))
+			fatalf(t, "init of a valid reference: %s", describe(r))
 		}
 		*mc.unknowns++
 		if p, ok := mc.entry(id); ok && !p.MarkedForRemoval {
-			t.Fatalf("init of %s timed out but left a table entry: %+v", id, p)
+			fatalf(t, "init of %s timed out but left a table entry: %+v", id, p)
 		}
 		mc.gone[id] = "init timed out"
 		return
 	}
 	if how, ok := mc.gone[id]; ok {
-		t.Fatalf("init returned %s, an id that already left the table (%s)", id, how)
+		fatalf(t, "init returned %s, an id that already left the table (%s)", id, how)
 	}
 	if _, ok := mc.live[id]; ok {
-		t.Fatalf("init returned %s, the id of a live pipeline", id)
+		fatalf(t, "init returned %s, the id of a live pipeline", id)
 	}
 	mc.live[id] = &pipe{}
+	if _, ok := mc.rank[id]; !ok {
+		mc.rank[id] = len(mc.rank)
+	}
 	if p, ok := mc.entry(id); !ok || p.Idle {
 		if why := mc.mayLeave(id); why == "" {
-			t.Fatalf("init returned %s but the table has %+v (present %v)%s", id, p, ok, mc.ev.history(id))
+			fatalf(t, "init returned %s but the table has %+v (present %v)%s", id, p, ok, mc.ev.history(id))
 		}
 	}
 }
@@ -133,13 +143,13 @@ func (mc *machine) initInvalid(t *rapid.T) {
 	ref := rapid.SampledFrom(invalidRefs).Draw(t, "invalid_video_reference")
 	r := mc.do(t, protocol.TypeInit, "", initFields(ref))
 	if !isType(r, protocol.ErrTypeInvalidPayload) {
-		t.Fatalf("init with video_reference %#v: %s, want invalid_payload", ref, describe(r))
+		fatalf(t, "init with video_reference %#v: %s, want invalid_payload", ref, describe(r))
 	}
 	if r.PipelineID == "" {
 		return
 	}
 	if p, ok := mc.entry(r.PipelineID); ok {
-		t.Fatalf("failed init left a table entry: %+v", p)
+		fatalf(t, "failed init left a table entry: %+v", p)
 	}
 	mc.gone[r.PipelineID] = "failed init"
 }
@@ -161,7 +171,7 @@ func (mc *machine) initConcurrent(t *rapid.T) {
 	for i := range k {
 		req, err := request(protocol.TypeInit, "", initFields(validRefs[i%len(validRefs)]))
 		if err != nil {
-			t.Fatal(err)
+			fatal(t, err)
 		}
 		delay := time.Duration(i) * spacing
 		go func() {
@@ -178,11 +188,11 @@ func (mc *machine) initConcurrent(t *rapid.T) {
 	for range k {
 		a := <-answers // each call is bounded
 		if a.err != nil {
-			t.Fatal(a.err)
+			fatal(t, a.err)
 		}
 		if a.resp.OK() {
 			if slices.Contains(ids, a.resp.PipelineID) {
-				t.Fatalf("%d concurrent inits: two answered with pipeline %s%s", k, a.resp.PipelineID, mc.ev.history(a.resp.PipelineID))
+				fatalf(t, "%d concurrent inits: two answered with pipeline %s%s", k, a.resp.PipelineID, mc.ev.history(a.resp.PipelineID))
 			}
 			ids = append(ids, a.resp.PipelineID)
 		}
@@ -204,7 +214,7 @@ func (mc *machine) command(typ string) func(*rapid.T) {
 		r := mc.do(t, typ, id, fields)
 		if p == nil {
 			if !isType(r, protocol.ErrTypeNotFound) {
-				t.Fatalf("%s on unknown id %q: %s, want not_found", typ, id, describe(r))
+				fatalf(t, "%s on unknown id %q: %s, want not_found", typ, id, describe(r))
 			}
 			return
 		}
@@ -225,7 +235,7 @@ func (mc *machine) terminate(t *rapid.T) {
 	if p == nil {
 		// Upstream answers terminate of an unknown id with invalid_payload.
 		if !isType(r, protocol.ErrTypeInvalidPayload) {
-			t.Fatalf("terminate of unknown id %q: %s, want invalid_payload", id, describe(r))
+			fatalf(t, "terminate of unknown id %q: %s, want invalid_payload", id, describe(r))
 		}
 		return
 	}
@@ -239,21 +249,21 @@ func (mc *machine) afterTerminate(t *rapid.T, id string, r protocol.Response) {
 	case r.OK():
 		// terminate answers once the worker is reaped and the entry gone.
 		if e, ok := mc.entry(id); ok {
-			t.Fatalf("terminate of %s succeeded but it is still in the table: %+v", id, e)
+			fatalf(t, "terminate of %s succeeded but it is still in the table: %+v", id, e)
 		}
 		mc.left(id, "terminated")
 	case mc.mayLeave(id) == "":
-		t.Fatalf("terminate of healthy pipeline %s: %s%s", id, describe(r), mc.ev.history(id))
+		fatalf(t, "terminate of healthy pipeline %s: %s%s", id, describe(r), mc.ev.history(id))
 	case isType(r, protocol.ErrTypeInvalidPayload):
 		if e, ok := mc.entry(id); ok {
-			t.Fatalf("terminate of %s answered not found, but it is in the table: %+v", id, e)
+			fatalf(t, "terminate of %s answered not found, but it is in the table: %+v", id, e)
 		}
 		mc.left(id, "left by itself")
 	case isType(r, protocol.ErrTypeOperation):
 		// Already being stopped (unhealthy, or a broken channel).
 		mc.waitGone(t, id, "stopped by the manager")
 	default:
-		t.Fatalf("terminate of %s: %s", id, describe(r))
+		fatalf(t, "terminate of %s: %s", id, describe(r))
 	}
 }
 
@@ -268,9 +278,10 @@ func (mc *machine) terminateRacing(t *rapid.T) {
 	if r := mc.do(t, protocol.TypeChaos, id, map[string]any{protocol.ChaosFieldFault: protocol.ChaosIgnoreSigterm}); !mc.answerLive(t, "chaos ignore_sigterm", id, r) {
 		return
 	}
+	mc.live[id].ignoreTerm = true
 	req, err := request(protocol.TypeTerminate, id, nil)
 	if err != nil {
-		t.Fatal(err)
+		fatal(t, err)
 	}
 	type answer struct {
 		resp protocol.Response
@@ -297,10 +308,10 @@ func (mc *machine) terminateRacing(t *rapid.T) {
 	r := mc.do(t, typ, id, fields)
 	a := <-done // bounded by call
 	if a.err != nil {
-		t.Fatal(a.err)
+		fatal(t, a.err)
 	}
 	if !marked {
-		t.Fatalf("terminate of %s: no terminating state or exit within %s%s", id, mc.handleBound(), mc.ev.history(id))
+		fatalf(t, "terminate of %s: no terminating state or exit within %s%s", id, mc.handleBound(), mc.ev.history(id))
 	}
 	notFound := protocol.ErrTypeNotFound
 	if typ == protocol.TypeTerminate {
@@ -311,10 +322,10 @@ func (mc *machine) terminateRacing(t *rapid.T) {
 	case isType(r, notFound):
 		// The grace period ran out first; the entry must be gone by now.
 		if e, ok := mc.entry(id); ok {
-			t.Fatalf("%s on %s answered %s but it is in the table: %+v", typ, id, r.ErrorType, e)
+			fatalf(t, "%s on %s answered %s but it is in the table: %+v", typ, id, r.ErrorType, e)
 		}
 	default:
-		t.Fatalf("%s on %s while it is being terminated: %s, want operation_error%s", typ, id, describe(r), mc.ev.history(id))
+		fatalf(t, "%s on %s while it is being terminated: %s, want operation_error%s", typ, id, describe(r), mc.ev.history(id))
 	}
 	mc.afterTerminate(t, id, a.resp)
 }
@@ -325,7 +336,11 @@ func (mc *machine) chaos(t *rapid.T) {
 	fields := map[string]any{protocol.ChaosFieldFault: fault}
 	switch fault {
 	case protocol.ChaosHangQueue:
-		fields["duration_seconds"] = rapid.SampledFrom([]float64{0.05, 0.2, 0.5, 1}).Draw(t, "hang_seconds")
+		hangs := []float64{0.05, 0.2, 0.5, 1}
+		if mc.tier.virtual {
+			hangs = append(hangs, 30) // longer than every deadline: only a timeout ends the wait
+		}
+		fields["duration_seconds"] = rapid.SampledFrom(hangs).Draw(t, "hang_seconds")
 	case slowProbeAbove:
 		fields["fault"] = protocol.ChaosSlowProbe
 		factor := rapid.SampledFrom([]float64{1.5, 3}).Draw(t, "probe_delay_over_timeout")
@@ -340,12 +355,21 @@ func (mc *machine) chaos(t *rapid.T) {
 	r := mc.do(t, protocol.TypeChaos, id, fields)
 	if p == nil {
 		if !isType(r, protocol.ErrTypeNotFound) {
-			t.Fatalf("chaos on unknown id %q: %s, want not_found", id, describe(r))
+			fatalf(t, "chaos on unknown id %q: %s, want not_found", id, describe(r))
 		}
 		return
 	}
 	if fault != protocol.ChaosCrash {
-		mc.answerLive(t, "chaos "+fault, id, r)
+		if mc.answerLive(t, "chaos "+fault, id, r) {
+			switch fault {
+			case slowProbeBelow:
+				p.slowProbe = true
+			case protocol.ChaosIgnoreSigterm:
+				p.ignoreTerm = true
+			case protocol.ChaosHeal:
+				p.slowProbe, p.ignoreTerm = false, false
+			}
+		}
 		switch fault {
 		case protocol.ChaosHangQueue, slowProbeAbove:
 			mc.volatile(id, fault)
@@ -356,7 +380,7 @@ func (mc *machine) chaos(t *rapid.T) {
 	mc.volatile(id, "crash")
 	switch {
 	case r.OK():
-		t.Fatalf("chaos crash of %s answered success; a crashing worker sends no reply", id)
+		fatalf(t, "chaos crash of %s answered success; a crashing worker sends no reply", id)
 	case isTimeout(r), !healthy && isType(r, protocol.ErrTypeOperation):
 		// A hung worker may not read the crash; its health will end it.
 	case isType(r, protocol.ErrTypeOperation):
@@ -364,7 +388,7 @@ func (mc *machine) chaos(t *rapid.T) {
 	case isType(r, protocol.ErrTypeNotFound) && !healthy:
 		mc.left(id, "left by itself")
 	default:
-		t.Fatalf("chaos crash of %s: %s", id, describe(r))
+		fatalf(t, "chaos crash of %s: %s", id, describe(r))
 	}
 }
 
@@ -383,7 +407,7 @@ func (mc *machine) crashIdle(t *rapid.T) {
 	id := rapid.SampledFrom(idle).Draw(t, "idle_id")
 	r := mc.do(t, protocol.TypeChaos, id, map[string]any{protocol.ChaosFieldFault: protocol.ChaosCrash})
 	if !isType(r, protocol.ErrTypeOperation) {
-		t.Fatalf("chaos crash of idle worker %s: %s, want operation_error", id, describe(r))
+		fatalf(t, "chaos crash of idle worker %s: %s, want operation_error", id, describe(r))
 	}
 	mc.waitGone(t, id, "idle worker crashed")
 }
@@ -406,7 +430,7 @@ func (mc *machine) waitProbe(t *rapid.T) {
 		return
 	}
 	if _, present := mc.entry(id); present {
-		t.Fatalf("no probe of %s within %s%s", id, bound, mc.ev.history(id))
+		fatalf(t, "no probe of %s within %s%s", id, bound, mc.ev.history(id))
 	}
 	// It had left before the wait began; the invariant judges that.
 }
@@ -430,16 +454,16 @@ func sandwich(t *rapid.T, what string, before, got, after []string) {
 	seen := map[string]bool{}
 	for _, id := range got {
 		if seen[id] {
-			t.Fatalf("%s lists %s twice: %v", what, id, got)
+			fatalf(t, "%s lists %s twice: %v", what, id, got)
 		}
 		seen[id] = true
 		if !slices.Contains(before, id) {
-			t.Fatalf("%s lists %s, not in the table: got %v, table %v", what, id, got, before)
+			fatalf(t, "%s lists %s, not in the table: got %v, table %v", what, id, got, before)
 		}
 	}
 	for _, id := range after {
 		if !seen[id] {
-			t.Fatalf("%s misses %s: got %v, table %v", what, id, got, after)
+			fatalf(t, "%s misses %s: got %v, table %v", what, id, got, after)
 		}
 	}
 }
@@ -449,7 +473,7 @@ func (mc *machine) list(t *rapid.T) {
 	r := mc.do(t, protocol.TypeListPipelines, "", nil)
 	after := nonIdle(mc.m.Snapshot())
 	if !r.OK() {
-		t.Fatalf("list_pipelines: %s", describe(r))
+		fatalf(t, "list_pipelines: %s", describe(r))
 	}
 	sandwich(t, "list_pipelines", before, r.Fields["pipelines"].([]string), after)
 }
@@ -459,10 +483,10 @@ func (mc *machine) inspect(t *rapid.T) {
 	r := mc.do(t, protocol.TypeInspect, "", nil)
 	after := nonIdle(mc.m.Snapshot())
 	if !r.OK() {
-		t.Fatalf("inspect: %s", describe(r))
+		fatalf(t, "inspect: %s", describe(r))
 	}
 	if r.Fields["shutting_down"] != false {
-		t.Fatalf("inspect: shutting_down = %v before Shutdown", r.Fields["shutting_down"])
+		fatalf(t, "inspect: shutting_down = %v before Shutdown", r.Fields["shutting_down"])
 	}
 	infos := r.Fields["pipelines"].([]protocol.PipelineInfo)
 	for _, p := range infos {

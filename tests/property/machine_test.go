@@ -13,9 +13,14 @@ import (
 	"github.com/corral-dev/corral/manager/protocol"
 )
 
-// slack is added to every bound the manager documents: scheduling noise
-// under -race on 2 cores, not a tolerance for the manager's own waits.
-const slack = time.Second
+// realSlack is added to every bound the manager documents in the real-time
+// tiers: scheduling noise under -race on 2 cores, not a tolerance for the
+// manager's own waits. In virtual time the slack is one nanosecond: an
+// answer at the very instant of its bound is within it, and nothing later.
+const (
+	realSlack    = time.Second
+	virtualSlack = time.Nanosecond
+)
 
 // tier is one way of running the machine.
 type tier struct {
@@ -31,6 +36,17 @@ type tier struct {
 	// slow (as a logging or exporting hook can be) on the event of a newly
 	// started worker, which widens the window of the race it finds.
 	concurrentInits bool
+	// virtual runs the machine inside a synctest bubble (virtual_test.go):
+	// bounds are exact, a command to a steady pipeline answers at the
+	// instant it is sent, and the extra actions of virtualActions run.
+	virtual bool
+	// Planted bugs (planted_test.go): configure changes the manager's
+	// configuration only (the machine keeps checking the declared one),
+	// middleware wraps its Handler (built per check: in the virtual tier
+	// its channels must belong to the bubble), wrap wraps its launcher.
+	configure  func(*manager.Config)
+	middleware func() []manager.Middleware
+	wrap       func(launch.Launcher) launch.Launcher
 }
 
 // pipe is the model of one pipeline a client created.
@@ -40,6 +56,12 @@ type pipe struct {
 	// fault, a SIGSTOP, an unknown outcome); "" means it must stay until
 	// terminated.
 	volatile string
+	// slowProbe: a slow_probe fault below the probe deadline is armed, so
+	// its status commands take that long (virtual tier).
+	slowProbe bool
+	// ignoreTerm: an ignore_sigterm fault is armed, so terminate takes the
+	// grace period (virtual tier).
+	ignoreTerm bool
 }
 
 // machine is one rapid check: a manager, its event recorder, and the model.
@@ -51,10 +73,14 @@ type machine struct {
 	ev    *recorder
 	lat   *latencies
 	procs *launch.Processes // real-process tier only
-	null  *os.File          // workers' stderr, real-process tier only
+	mem   *launch.Memory    // in-memory tiers: closed at the end whatever the manager did
+	slack time.Duration
+	vt    *virtualState // virtual tier only
+	null  *os.File      // workers' stderr, real-process tier only
 
 	live map[string]*pipe
 	gone map[string]string // id -> how it left the table; ids never come back
+	rank map[string]int    // id -> order of first sight, for orderedKeys
 
 	stopped                 map[int]bool // SIGSTOPped worker pids
 	lastStale, lastTimeouts int64
@@ -73,16 +99,16 @@ func slowOnSpawn(e manager.Event) {
 // (terminate of a worker that ignores SIGTERM: grace, then SIGKILL and the
 // join) plus a command's queue timeout and slack.
 func (mc *machine) handleBound() time.Duration {
-	return mc.cfg.QueueTimeout + mc.cfg.TerminationGracePeriod + mc.cfg.ProcessJoinTimeout + slack
+	return mc.cfg.QueueTimeout + mc.cfg.TerminationGracePeriod + mc.cfg.ProcessJoinTimeout + mc.slack
 }
 
 func (mc *machine) shutdownBound() time.Duration {
-	return mc.cfg.TerminationGracePeriod + mc.cfg.ProcessJoinTimeout + slack
+	return mc.cfg.TerminationGracePeriod + mc.cfg.ProcessJoinTimeout + mc.slack
 }
 
 // poolBound bounds the refill of the warm pool: one start per slot.
 func (mc *machine) poolBound() time.Duration {
-	return time.Duration(mc.cfg.PreloadedProcesses+1)*mc.cfg.QueueTimeout + slack
+	return time.Duration(mc.cfg.PreloadedProcesses+1)*mc.cfg.QueueTimeout + mc.slack
 }
 
 func newMachine(t *rapid.T, tr tier, lat *latencies, unknowns *int) *machine {
@@ -91,12 +117,17 @@ func newMachine(t *rapid.T, tr tier, lat *latencies, unknowns *int) *machine {
 	mc := &machine{
 		tier: tr, cfg: cfg, ev: newRecorder(), lat: lat, unknowns: unknowns,
 		live: map[string]*pipe{}, gone: map[string]string{}, stopped: map[int]bool{},
+		rank:  map[string]int{},
+		slack: realSlack,
+	}
+	if tr.virtual {
+		mc.slack = virtualSlack
 	}
 	var l launch.Launcher
 	if tr.processes {
 		null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
 		if err != nil {
-			t.Fatal(err)
+			fatal(t, err)
 		}
 		mc.null = null
 		procs, err := launch.NewProcesses(launch.ProcessConfig{
@@ -108,22 +139,39 @@ func newMachine(t *rapid.T, tr tier, lat *latencies, unknowns *int) *machine {
 		})
 		if err != nil {
 			null.Close()
-			t.Fatal(err)
+			fatal(t, err)
 		}
 		mc.procs, l = procs, procs
 	} else {
-		l = launch.NewMemory(launch.MemoryConfig{})
+		mc.mem = launch.NewMemory(launch.MemoryConfig{})
+		l = mc.mem
+	}
+	if tr.virtual {
+		mc.vt = newVirtualState()
+		l = &countingLauncher{Launcher: l, vt: mc.vt}
+	}
+	if tr.wrap != nil {
+		l = tr.wrap(l)
 	}
 	hook := mc.ev.hook
 	if tr.concurrentInits {
 		hook = manager.Hooks(slowOnSpawn, hook)
 	}
-	m, err := manager.New(cfg, manager.Options{Launcher: l, Hook: hook})
+	mcfg := cfg
+	if tr.configure != nil {
+		tr.configure(&mcfg)
+	}
+	m, err := manager.New(mcfg, manager.Options{Launcher: l, Hook: hook})
 	if err != nil {
 		_ = l.Close()
-		t.Fatal(err)
+		mc.closeMemory()
+		fatal(t, err)
 	}
-	mc.m, mc.h = m, manager.Chain(m, manager.Recover(nil))
+	var mws []manager.Middleware
+	if tr.middleware != nil {
+		mws = tr.middleware()
+	}
+	mc.m, mc.h = m, manager.Chain(m, append(mws, manager.Recover(nil))...)
 	mc.ev.maxFailures = cfg.MaxHealthFailures
 	if tr.strictHealth {
 		mc.ev.mu.Lock()
@@ -139,14 +187,19 @@ func (mc *machine) do(t *rapid.T, typ, id string, fields map[string]any) protoco
 	t.Helper()
 	req, err := request(typ, id, fields)
 	if err != nil {
-		t.Fatalf("build %s request: %v", typ, err)
+		fatalf(t, "build %s request: %v", typ, err)
 	}
-	resp, _, err := call(mc.h, req, mc.handleBound(), mc.lat)
+	steady := mc.steady(id)
+	resp, took, err := call(mc.h, req, mc.handleBound(), mc.lat)
 	if err != nil {
-		t.Fatal(err)
+		fatal(t, err)
 	}
 	if err := shapeError(req, resp); err != nil {
-		t.Fatal(err)
+		fatal(t, err)
+	}
+	if mc.vt != nil && steady && took != 0 {
+		fatalf(t, "%s on steady pipeline %q answered after %s of virtual time; a steady worker answers at once and nothing else (a probe, another pipeline) may hold it%s",
+			typ, id, took, mc.ev.history(id))
 	}
 	return resp
 }
@@ -209,18 +262,18 @@ func (mc *machine) answerLive(t *rapid.T, typ, id string, r protocol.Response) b
 		mc.unknown(t, id, typ)
 	case isType(r, protocol.ErrTypeNotFound):
 		if why := mc.mayLeave(id); why == "" {
-			t.Fatalf("%s on healthy pipeline %s: not_found%s", typ, id, mc.ev.history(id))
+			fatalf(t, "%s on healthy pipeline %s: not_found%s", typ, id, mc.ev.history(id))
 		}
 		if _, ok := mc.entry(id); ok {
-			t.Fatalf("%s on %s answered not_found but it is in the table", typ, id)
+			fatalf(t, "%s on %s answered not_found but it is in the table", typ, id)
 		}
 		mc.left(id, "left by itself")
 	case isType(r, protocol.ErrTypeOperation):
 		if why := mc.mayLeave(id); why == "" {
-			t.Fatalf("%s on healthy pipeline %s: %s%s", typ, id, describe(r), mc.ev.history(id))
+			fatalf(t, "%s on healthy pipeline %s: %s%s", typ, id, describe(r), mc.ev.history(id))
 		}
 	default:
-		t.Fatalf("%s on %s: %s", typ, id, describe(r))
+		fatalf(t, "%s on %s: %s", typ, id, describe(r))
 	}
 	return false
 }
@@ -229,15 +282,15 @@ func (mc *machine) answerLive(t *rapid.T, typ, id string, r protocol.Response) b
 // kill, which the manager learns from the process exit at once).
 func (mc *machine) waitGone(t *rapid.T, id, what string) {
 	t.Helper()
-	_, ok := mc.ev.waitFor(mc.cfg.TerminationGracePeriod+mc.cfg.ProcessJoinTimeout+slack, func(e manager.Event) bool {
+	_, ok := mc.ev.waitFor(mc.cfg.TerminationGracePeriod+mc.cfg.ProcessJoinTimeout+mc.slack, func(e manager.Event) bool {
 		x, ok := e.(manager.WorkerExited)
 		return ok && x.PipelineID == id
 	})
 	if !ok {
-		t.Fatalf("%s: no worker_exit for %s within its bound%s", what, id, mc.ev.history(id))
+		fatalf(t, "%s: no worker_exit for %s within its bound%s", what, id, mc.ev.history(id))
 	}
 	if p, ok := mc.entry(id); ok {
-		t.Fatalf("%s: %s still in the table after its worker_exit: %+v", what, id, p)
+		fatalf(t, "%s: %s still in the table after its worker_exit: %+v", what, id, p)
 	}
 	mc.left(id, what)
 }
@@ -245,15 +298,18 @@ func (mc *machine) waitGone(t *rapid.T, id, what string) {
 // check is the invariant, run before the first action and after each one.
 func (mc *machine) check(t *rapid.T) {
 	t.Helper()
+	if mc.vt != nil {
+		mc.checkVirtual(t)
+	}
 	snap := mc.m.Snapshot()
 	if snap.ShuttingDown {
-		t.Fatal("snapshot says shutting down before Shutdown")
+		fatal(t, "snapshot says shutting down before Shutdown")
 	}
 	if v := mc.ev.strictViolation(); v != "" {
-		t.Fatal(v)
+		fatal(t, v)
 	}
 	if snap.StaleResponses < mc.lastStale || snap.Timeouts < mc.lastTimeouts {
-		t.Fatalf("counters went back: stale %d -> %d, timeouts %d -> %d",
+		fatalf(t, "counters went back: stale %d -> %d, timeouts %d -> %d",
 			mc.lastStale, snap.StaleResponses, mc.lastTimeouts, snap.Timeouts)
 	}
 	mc.lastStale, mc.lastTimeouts = snap.StaleResponses, snap.Timeouts
@@ -267,25 +323,25 @@ func (mc *machine) check(t *rapid.T) {
 		}
 	}
 	if idle > mc.cfg.PreloadedProcesses {
-		t.Fatalf("%d idle workers, more than PreloadedProcesses=%d: %+v", idle, mc.cfg.PreloadedProcesses, snap.Pipelines)
+		fatalf(t, "%d idle workers, more than PreloadedProcesses=%d: %+v", idle, mc.cfg.PreloadedProcesses, snap.Pipelines)
 	}
-	for _, id := range sortedKeys(mc.live) {
+	for _, id := range orderedKeys(mc, mc.live) {
 		p, model := in[id], mc.live[id]
 		_, present := in[id]
 		switch why := mc.mayLeave(id); {
 		case !present && why == "":
-			t.Fatalf("healthy pipeline %s left the table by itself%s", id, mc.ev.history(id))
+			fatalf(t, "healthy pipeline %s left the table by itself%s", id, mc.ev.history(id))
 		case !present:
 			t.Logf("%s left the table by itself (%s)", id, why)
 			mc.left(id, "left by itself: "+why)
 		case p.Idle:
-			t.Fatalf("pipeline %s went back to the idle pool: %+v", id, p)
+			fatalf(t, "pipeline %s went back to the idle pool: %+v", id, p)
 		case why != "":
 			mc.volatile(id, why)
 		case p.MarkedForRemoval:
-			t.Fatalf("healthy pipeline %s is marked for removal: %+v%s", id, p, mc.ev.history(id))
+			fatalf(t, "healthy pipeline %s is marked for removal: %+v%s", id, p, mc.ev.history(id))
 		case model.muted && p.State != protocol.StatePaused, !model.muted && p.State != protocol.StateRunning:
-			t.Fatalf("pipeline %s: state %s, but muted=%v", id, p.State, model.muted)
+			fatalf(t, "pipeline %s: state %s, but muted=%v", id, p.State, model.muted)
 		}
 	}
 	mc.waitPool(t)
@@ -295,19 +351,19 @@ func (mc *machine) check(t *rapid.T) {
 func (mc *machine) checkEntry(t *rapid.T, p protocol.PipelineInfo) {
 	t.Helper()
 	if how, ok := mc.gone[p.PipelineID]; ok {
-		t.Fatalf("pipeline %s is in the table again after it left (%s): %+v", p.PipelineID, how, p)
+		fatalf(t, "pipeline %s is in the table again after it left (%s): %+v", p.PipelineID, how, p)
 	}
 	if !p.Idle {
 		if _, ok := mc.live[p.PipelineID]; !ok {
-			t.Fatalf("pipeline %s in the table was never returned by init: %+v", p.PipelineID, p)
+			fatalf(t, "pipeline %s in the table was never returned by init: %+v", p.PipelineID, p)
 		}
 	}
 	if p.Idle && (p.State != protocol.StateIdle || p.MarkedForRemoval) {
-		t.Fatalf("idle worker %s: state %s, marked %v", p.PipelineID, p.State, p.MarkedForRemoval)
+		fatalf(t, "idle worker %s: state %s, marked %v", p.PipelineID, p.State, p.MarkedForRemoval)
 	}
 	h := p.Health
 	if h.ProbeInterval <= 0 || h.ProbeTimeout <= 0 {
-		t.Fatalf("pipeline %s has no health record: %+v", p.PipelineID, h)
+		fatalf(t, "pipeline %s has no health record: %+v", p.PipelineID, h)
 	}
 	if h.ConsecutiveFailures >= mc.cfg.MaxHealthFailures && !p.MarkedForRemoval {
 		// The manager records the failure and marks the pipeline under
@@ -324,12 +380,12 @@ func (mc *machine) checkEntry(t *rapid.T, p protocol.PipelineInfo) {
 			return false
 		})
 		if !ok {
-			t.Fatalf("pipeline %s: %d consecutive failures (max %d) and not marked for removal within %s: %+v%s",
+			fatalf(t, "pipeline %s: %d consecutive failures (max %d) and not marked for removal within %s: %+v%s",
 				p.PipelineID, h.ConsecutiveFailures, mc.cfg.MaxHealthFailures, mc.handleBound(), p, mc.ev.history(p.PipelineID))
 		}
 	}
 	if mc.tier.processes && (p.Pid <= 0 || p.Pgid != p.Pid) {
-		t.Fatalf("pipeline %s: pid %d, pgid %d: want its own process group", p.PipelineID, p.Pid, p.Pgid)
+		fatalf(t, "pipeline %s: pid %d, pgid %d: want its own process group", p.PipelineID, p.Pid, p.Pgid)
 	}
 }
 
@@ -354,7 +410,7 @@ func (mc *machine) waitPool(t *rapid.T) {
 		select {
 		case <-changed:
 		case <-deadline.C:
-			t.Fatalf("warm pool holds %d idle workers, not %d, after %s", n, mc.cfg.PreloadedProcesses, mc.poolBound())
+			fatalf(t, "warm pool holds %d idle workers, not %d, after %s", n, mc.cfg.PreloadedProcesses, mc.poolBound())
 		}
 	}
 }
@@ -365,6 +421,7 @@ func (mc *machine) waitPool(t *rapid.T) {
 func (mc *machine) finish(t *rapid.T) {
 	t.Helper()
 	defer mc.closeNull()
+	defer mc.closeMemory()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*mc.shutdownBound())
 	defer cancel()
 	start := time.Now()
@@ -372,25 +429,28 @@ func (mc *machine) finish(t *rapid.T) {
 	took := time.Since(start)
 	mc.lat.record("shutdown", took)
 	if err != nil {
-		t.Fatalf("Shutdown: %v", err)
+		fatalf(t, "Shutdown: %v", err)
 	}
 	if took > mc.shutdownBound() {
-		t.Fatalf("Shutdown took %s, bound %s", took, mc.shutdownBound())
+		fatalf(t, "Shutdown took %s, bound %s", took, mc.shutdownBound())
 	}
 	snap := mc.m.Snapshot()
 	if len(snap.Pipelines) != 0 || !snap.ShuttingDown {
-		t.Fatalf("after Shutdown: shutting_down=%v, table %+v", snap.ShuttingDown, snap.Pipelines)
+		fatalf(t, "after Shutdown: shutting_down=%v, table %+v", snap.ShuttingDown, snap.Pipelines)
 	}
 	if r := mc.do(t, protocol.TypeInit, "", initFields(validRefs[0])); !isType(r, protocol.ErrTypeOperation) {
-		t.Fatalf("init after Shutdown: %s", describe(r))
+		fatalf(t, "init after Shutdown: %s", describe(r))
 	}
-	for _, id := range sortedKeys(mc.live) {
+	for _, id := range orderedKeys(mc, mc.live) {
 		if r := mc.do(t, protocol.TypeStatus, id, nil); !isType(r, protocol.ErrTypeNotFound) {
-			t.Fatalf("status of %s after Shutdown: %s", id, describe(r))
+			fatalf(t, "status of %s after Shutdown: %s", id, describe(r))
 		}
 	}
 	if mc.procs != nil {
 		mc.census(t)
+	}
+	if mc.vt != nil {
+		mc.finishVirtual(t)
 	}
 }
 
@@ -404,13 +464,13 @@ func (mc *machine) census(t *rapid.T) {
 	for {
 		left, err := launch.Census(mc.procs.Marker())
 		if err != nil {
-			t.Fatalf("census: %v", err)
+			fatalf(t, "census: %v", err)
 		}
 		if len(left) == 0 {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("processes left after Shutdown: %+v", left)
+			fatalf(t, "processes left after Shutdown: %+v", left)
 		}
 		<-tick.C
 	}
@@ -420,9 +480,19 @@ func (mc *machine) census(t *rapid.T) {
 // the next check and goleak start clean.
 func (mc *machine) abort() {
 	defer mc.closeNull()
+	defer mc.closeMemory()
 	ctx, cancel := context.WithTimeout(context.Background(), mc.shutdownBound())
 	defer cancel()
 	_ = mc.m.Shutdown(ctx) // the check has already failed; its own message says why
+}
+
+// closeMemory closes the in-memory launcher: the manager's Shutdown does,
+// but a planted manager may not reach it, and no worker loop may outlive
+// the check (or the synctest bubble).
+func (mc *machine) closeMemory() {
+	if mc.mem != nil {
+		_ = mc.mem.Close()
+	}
 }
 
 func (mc *machine) closeNull() {
@@ -430,6 +500,21 @@ func (mc *machine) closeNull() {
 		_ = mc.null.Close()
 		mc.null = nil
 	}
+}
+
+// orderedKeys returns m's pipeline ids in the order the machine first saw
+// them (init's answers), not sorted: ids are random UUIDs, and a draw
+// from a sorted list would pick a different pipeline each time a case is
+// replayed, which defeats shrinking.
+func orderedKeys[V any](mc *machine, m map[string]V) []string {
+	ids := sortedKeys(m)
+	for _, id := range ids {
+		if _, ok := mc.rank[id]; !ok {
+			mc.rank[id] = len(mc.rank)
+		}
+	}
+	slices.SortFunc(ids, func(a, b string) int { return mc.rank[a] - mc.rank[b] })
+	return ids
 }
 
 func sortedKeys[V any](m map[string]V) []string {

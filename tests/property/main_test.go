@@ -73,3 +73,11 @@ func flagInt(t *testing.T, name string) int {
 	}
 	return n
 }
+
+// envOr returns the environment variable name, or def when it is unset.
+func envOr(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok {
+		return v
+	}
+	return def
+}

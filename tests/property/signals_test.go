@@ -25,7 +25,7 @@ func (mc *machine) signal(sig syscall.Signal) func(*rapid.T) {
 		// ESRCH: the worker died since the snapshot (its health ended
 		// it); the exit watcher takes it out of the table.
 		if err := syscall.Kill(e.Pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
-			t.Fatalf("%v to %s (pid %d): %v", sig, id, e.Pid, err)
+			fatalf(t, "%v to %s (pid %d): %v", sig, id, e.Pid, err)
 		}
 		switch sig {
 		case syscall.SIGSTOP:
@@ -57,7 +57,7 @@ func (mc *machine) sigcont(t *rapid.T) {
 	slices.Sort(pids)
 	pid := rapid.SampledFrom(pids).Draw(t, "stopped_pid")
 	if err := syscall.Kill(pid, syscall.SIGCONT); err != nil && !errors.Is(err, syscall.ESRCH) {
-		t.Fatalf("SIGCONT to pid %d: %v", pid, err)
+		fatalf(t, "SIGCONT to pid %d: %v", pid, err)
 	}
 	delete(mc.stopped, pid)
 }
