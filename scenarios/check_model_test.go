@@ -100,6 +100,13 @@ func TestPipelineModelLifecycle(t *testing.T) {
 			h.call(10, 3000, "client-1", "init", "", OpInfo, nil, "i/o timeout")
 			h.call(300, 5, "client-2", "list_pipelines", "", OpOK, listing("p1", "ghost"), "")
 		}), Valid, ""},
+		{"pipelines an init storm made are not the model's", build(func(h *hist) {
+			h.initAs(0, "p1", OpOK, "")
+			h.call(100, 1, Nemesis, "init_storm", "", OpOK, map[string]any{"done": false}, "")
+			h.call(300, 5, "client-2", "list_pipelines", "", OpOK, listing("p1", "s1", "s2", "s3"), "")
+			h.call(900, 1, Nemesis, healPrefix+"init_storm", "", OpOK,
+				map[string]any{"done": true, "pipelines": []any{"s1", "s2"}, "unanswered": 1.0}, "")
+		}), Valid, ""},
 		{"ids from before the first init belong to someone else", build(func(h *hist) {
 			h.call(0, 5, "client-2", "list_pipelines", "", OpOK, listing("theirs"), "")
 			h.initAs(100, "p1", OpOK, "")

@@ -135,7 +135,11 @@ func checkCensusTruth(d *RunData) Result {
 		return Result{Verdict: Unknown, Summary: "cannot check the manager's answers against the processes: " + missing[0],
 			Details: capDetails(append(missing, notes...))}
 	}
-	return Result{Verdict: Valid, Summary: fmt.Sprintf("%d claims about workers match the census; no phantom; every health loop alive", claims),
+	loops := "every health loop alive"
+	if !hasInspect {
+		loops = "health loops not observable on this target"
+	}
+	return Result{Verdict: Valid, Summary: fmt.Sprintf("%d claims about workers match the census; no phantom; %s", claims, loops),
 		Details: capDetails(notes)}
 }
 
@@ -204,10 +208,8 @@ func (f *facts) judgeClaims() (n int, details, notes []string) {
 		if first[k] == nil {
 			first[k] = c
 			order = append(order, k)
-			count[k] = 0
 		}
 		count[k]++
-		_ = after
 	}
 	for _, k := range order {
 		c := first[k]
