@@ -131,3 +131,14 @@ func TestRunNeedsChannel(t *testing.T) {
 		t.Fatal("Run without In and Out succeeded")
 	}
 }
+
+func TestClipTextKeepsBothEnds(t *testing.T) {
+	long := "/tmp/" + strings.Repeat("d", 100) + "/bad.y4m"
+	got := clipText(long)
+	if len(got) != 67 || !strings.HasPrefix(got, "/tmp/ddd") || !strings.HasSuffix(got, "/bad.y4m") || !strings.Contains(got, "...") {
+		t.Errorf("clipText(%d bytes) = %q, want the first and last 32 bytes around ...", len(long), got)
+	}
+	if got := clipText("short"); got != "short" {
+		t.Errorf("clipText(short) = %q", got)
+	}
+}

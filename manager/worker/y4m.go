@@ -197,11 +197,13 @@ func WriteY4M(w io.Writer, width, height, frames int, fps int) error {
 	return nil
 }
 
-// clipText shortens file or user text quoted in messages.
+// clipText shortens file or user text quoted in messages to its first and
+// last 32 bytes: the end of a long path is its file name, the part a user
+// needs (a long TMPDIR must not clip it away).
 func clipText(s string) string {
-	const max = 64
-	if len(s) <= max {
+	const half = 32
+	if len(s) <= 2*half {
 		return s
 	}
-	return s[:max] + "..."
+	return s[:half] + "..." + s[len(s)-half:]
 }
