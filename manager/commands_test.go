@@ -110,9 +110,9 @@ func TestErrorRows(t *testing.T) {
 		t.Errorf("chaos without --chaos = %v, want invalid_payload", err)
 	}
 	// A failed init names its pipeline id and leaves nothing in the table.
-	bad := protocol.InitConfig{VideoConfiguration: protocol.VideoConfiguration{VideoReference: "rtsp://camera/1"}}
+	bad := protocol.InitConfig{VideoConfiguration: protocol.VideoConfiguration{VideoReference: "synthetic://0x10"}}
 	id, err := r.Client.Init(ctx, bad)
-	if !isType(err, protocol.ErrTypeInvalidPayload) || !strings.Contains(err.Error(), "rtsp://camera/1") {
+	if !isType(err, protocol.ErrTypeInvalidPayload) || !strings.Contains(err.Error(), "synthetic://0x10") {
 		t.Errorf("init bad reference = %v, want invalid_payload naming it", err)
 	}
 	if id == "" {
@@ -164,21 +164,8 @@ func TestCommandsToTerminatingPipelineRefused(t *testing.T) {
 }
 
 func TestStaleResponseNeverReachesNextCaller(t *testing.T) {
-	cfg := testConfig()
-	cfg.Chaos = true
-	cfg.QueueTimeout = 300 * time.Millisecond
-	cfg.CommandTimeoutFloor = 300 * time.Millisecond
-	cfg.HealthCheckInterval = time.Hour // keep probes out of the slot
-	r := testkit.StartManager(t, cfg, memory(t))
+	r, id := lateStatus(t, 0.8)
 	ctx := t.Context()
-	id := r.Init(t)
-	if err := r.Client.Chaos(ctx, id, "slow_probe", map[string]any{"delay_seconds": 0.8}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := r.Client.Status(ctx, id); !isType(err, protocol.ErrTypeOperation) {
-		t.Fatalf("slow status = %v, want operation_error (timeout)", err)
-	}
-	r.Events.WaitFor(t, "timeout", func(e manager.Event) bool { _, ok := e.(manager.CommandTimedOut); return ok })
 	// The next command must get its own answer, not the late status report.
 	res, err := r.Client.Consume(ctx, id)
 	if errors.Is(err, &protocol.Error{Type: protocol.ErrTypeOperation}) {
@@ -237,13 +224,7 @@ func TestHealthTerminatesHungPipeline(t *testing.T) {
 	if err := r.Client.Chaos(ctx, hung, "hang_queue", nil); err != nil {
 		t.Fatal(err)
 	}
-	exit := r.Events.WaitFor(t, "unhealthy exit", func(e manager.Event) bool {
-		x, ok := e.(manager.WorkerExited)
-		return ok && x.PipelineID == hung
-	}).(manager.WorkerExited)
-	if exit.Reason != manager.ExitUnhealthy {
-		t.Fatalf("exit reason = %q, want unhealthy", exit.Reason)
-	}
+	waitUnhealthyExit(t, r, hung)
 	var failures []int
 	for _, e := range r.Events.All() {
 		if p, ok := e.(manager.ProbeResult); ok && p.PipelineID == hung && p.Err != nil {
@@ -312,19 +293,8 @@ func TestRAMAdmission(t *testing.T) {
 // hang must still be detected, from the client commands' timeouts and from
 // the age of the command in flight.
 func TestHangDetectedUnderClientLoad(t *testing.T) {
-	cfg := testConfig()
-	cfg.Chaos = true
-	cfg.QueueTimeout = 400 * time.Millisecond
-	cfg.CommandTimeoutFloor = 100 * time.Millisecond
-	cfg.HealthCheckInterval = 50 * time.Millisecond
-	cfg.HealthCheckTimeout = 200 * time.Millisecond
-	cfg.ProbeTimeoutFloor = 50 * time.Millisecond
-	r := testkit.StartManager(t, cfg, memory(t))
+	r, _, id := hungPipeline(t, 400*time.Millisecond)
 	ctx := t.Context()
-	id := r.Init(t)
-	if err := r.Client.Chaos(ctx, id, "hang_queue", nil); err != nil {
-		t.Fatal(err)
-	}
 	stop := make(chan struct{})
 	loaded := make(chan struct{})
 	go func() {
@@ -339,11 +309,5 @@ func TestHangDetectedUnderClientLoad(t *testing.T) {
 		}
 	}()
 	defer func() { close(stop); <-loaded }()
-	exit := r.Events.WaitFor(t, "unhealthy exit", func(e manager.Event) bool {
-		x, ok := e.(manager.WorkerExited)
-		return ok && x.PipelineID == id
-	}).(manager.WorkerExited)
-	if exit.Reason != manager.ExitUnhealthy {
-		t.Fatalf("exit reason = %q, want unhealthy", exit.Reason)
-	}
+	waitUnhealthyExit(t, r, id)
 }

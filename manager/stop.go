@@ -135,9 +135,9 @@ func (m *Manager) shutdown(ctx context.Context) error {
 	// Phase 2: terminate + SIGTERM everything at once, wait up to grace.
 	start = time.Now()
 	m.emit(ShutdownPhase{At: now(), Phase: 2, Name: "terminate", Pipelines: len(all)})
-	for _, p := range all {
-		m.askToStop(p, m.cfg.TerminationGracePeriod)
-	}
+	// Concurrently: signalling a worker's group first looks its members
+	// up in /proc, and concurrent look-ups share one scan (launch).
+	each(all, func(p *pipeline) { m.askToStop(p, m.cfg.TerminationGracePeriod) })
 	survivors := waitAll(all, m.cfg.TerminationGracePeriod, ctx.Done())
 	m.emit(ShutdownPhase{At: now(), Phase: 2, Name: "terminate", Pipelines: len(all), Done: true,
 		Duration: time.Since(start), Survivors: len(survivors)})
@@ -145,14 +145,12 @@ func (m *Manager) shutdown(ctx context.Context) error {
 	// Phase 3: SIGKILL the survivors' groups, wait up to the join timeout.
 	start = time.Now()
 	m.emit(ShutdownPhase{At: now(), Phase: 3, Name: "kill", Pipelines: len(survivors)})
-	for _, p := range survivors {
-		m.kill(p)
-	}
+	each(survivors, m.kill)
 	left := waitAll(survivors, m.cfg.ProcessJoinTimeout, nil)
-	for _, p := range all {
+	each(all, func(p *pipeline) {
 		_ = p.proc.Kill() // sweep group members left behind by exited leaders
 		m.remove(p)
-	}
+	})
 	m.cancel() // stops the pool and health loops
 	launcherErr := m.opts.Launcher.Close()
 	m.emit(ShutdownPhase{At: now(), Phase: 3, Name: "kill", Pipelines: len(survivors), Done: true,
@@ -184,6 +182,16 @@ func (m *Manager) shutdown(ctx context.Context) error {
 
 // waitAll waits up to d (or until skip closes) for every pipeline's worker
 // to be reaped and returns those still alive.
+// each runs f for every pipeline concurrently and returns when all have
+// returned; f must not block (signals, table updates).
+func each(ps []*pipeline, f func(*pipeline)) {
+	var wg sync.WaitGroup
+	for _, p := range ps {
+		wg.Go(func() { f(p) })
+	}
+	wg.Wait()
+}
+
 func waitAll(ps []*pipeline, d time.Duration, skip <-chan struct{}) []*pipeline {
 	var wg sync.WaitGroup
 	alive := make([]bool, len(ps))

@@ -405,6 +405,11 @@ func (s *server) initLatency(ctx context.Context, n, pool int) (float64, error) 
 			if err != nil {
 				return 0, fmt.Errorf("bench: warm pool not refilled: %w", err)
 			}
+			// Listed idle is not yet ready: the refill's process may
+			// still be starting, on the same cores as the init.
+			if err := sleep(ctx, 300*time.Millisecond); err != nil {
+				return 0, err
+			}
 		}
 		start := time.Now()
 		if _, err := s.initN(ctx, 1); err != nil {

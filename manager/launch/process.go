@@ -88,7 +88,7 @@ func (pr *process) signalGroup(sig syscall.Signal) error {
 // groupHasOurs reports whether a live process carrying our marker is still
 // in the worker's group (a grandchild that outlived the leader).
 func (pr *process) groupHasOurs() bool {
-	members, err := GroupMembers(pr.pid)
+	members, err := pr.launcher.groups.groupMembers(pr.pid)
 	if err != nil {
 		return false
 	}

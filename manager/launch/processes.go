@@ -74,6 +74,10 @@ type Processes struct {
 	procs  map[int]*process // registered workers by pid, until reaped
 	marked map[int]bool     // other pids seen carrying our marker, until gone (Subreaper only)
 
+	// groups answers the group look-ups made before each signal, one
+	// /proc scan for all those made at once (scan.go).
+	groups sharedScan
+
 	closeOnce sync.Once
 	closeErr  error
 }

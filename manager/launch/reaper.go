@@ -97,7 +97,7 @@ func (p *Processes) rememberGroup(pgid int) {
 	if p.reaperDone == nil {
 		return // not a subreaper: init reaps them
 	}
-	members, err := GroupMembers(pgid)
+	members, err := p.groups.groupMembers(pgid)
 	if err != nil {
 		return
 	}

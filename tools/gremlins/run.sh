@@ -56,6 +56,17 @@ while IFS= read -r f; do
 	fi
 done < <(find "$work/manager" -name '*.go' ! -name '*_test.go' | sort)
 
+# The unmutated tests must pass as gremlins runs them (GOTMPDIR in a long
+# temporary path, ./... of the copy): a test that fails for its
+# environment would count every mutant as killed.
+mkdir -p "$work/gotmp-0123456789"
+echo "gremlins: checking that the unmutated tests pass as gremlins runs them"
+if ! (cd "$work" && GOWORK=off GOTMPDIR="$work/gotmp-0123456789" "$go" test -count=1 -failfast ./... >"$work/baseline.log" 2>&1); then
+	grep -E '^(---|FAIL|panic)|_test.go:[0-9]+' "$work/baseline.log" | head -30
+	echo "gremlins: the unmutated tests fail in the copy; no mutation score (it would count every mutant as killed)"
+	exit 1
+fi
+
 log=$work/gremlins.log
 echo "gremlins: mutating manager/ files matching $scope, tests: ./manager/... and ./tests/property ($workers workers)"
 (
