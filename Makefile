@@ -6,7 +6,7 @@ FUZZTIME ?= 20s
 SEEDS ?= 1-50
 SOAK ?= 10m
 
-.PHONY: all build run test stress sim bench fuzz lint jaeger-build jaeger jaeger-stop nightly mutants mutants-source mutants-gremlins clean
+.PHONY: all build run test ffmpeg stress sim bench fuzz lint jaeger-build jaeger jaeger-stop nightly mutants mutants-source mutants-gremlins clean
 
 all: build
 
@@ -27,13 +27,25 @@ run: build
 	fi
 
 # The whole suite, with the race detector; goroutine leaks are checked in
-# each package's TestMain.
-test:
+# each package's TestMain. Tests of decoded media need ffmpeg (Debian's
+# package): installed here when missing and root, else they skip (and fail
+# under CI=true).
+test: ffmpeg
 	$(GO) mod download
 	@# Under CI the Jaeger process test needs the tool built first (cached after once).
 	@if [ -n "$$CI" ]; then $(MAKE) --no-print-directory jaeger-build; fi
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 12m ./...
+
+ffmpeg:
+	@if command -v ffmpeg >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "make: installing ffmpeg (Debian package) for the decoded-media tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ffmpeg; \
+	else \
+		echo "make: ffmpeg is not installed and this user cannot install it (needs root and apt-get):"; \
+		echo "      tests of decoded media (mp4, rtsp, http sources) will skip; run: sudo apt-get install ffmpeg"; \
+	fi
 
 # The long property-test tier: many more, longer random command and fault
 # sequences, in-memory workers then real processes (CORRAL_PROPERTY_CHECKS

@@ -131,7 +131,7 @@ func (s *ffmpegSource) readLog(r io.Reader) {
 			if len(s.tail) == stderrTail {
 				s.tail = append(s.tail[:0], s.tail[1:]...)
 			}
-			s.tail = append(s.tail, clipText(line))
+			s.tail = append(s.tail, clipLine(line))
 		}
 		s.mu.Unlock()
 	}
@@ -199,4 +199,13 @@ func (s *ffmpegSource) close() error {
 	_ = s.stdout.Close()
 	s.waitExit()
 	return nil
+}
+
+// clipLine shortens one ffmpeg log line quoted in an error.
+func clipLine(s string) string {
+	const max = 240
+	if len(s) <= max {
+		return s
+	}
+	return strings.ToValidUTF8(s[:max], "") + "..."
 }
