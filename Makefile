@@ -6,7 +6,7 @@ FUZZTIME ?= 20s
 SEEDS ?= 1-50
 SOAK ?= 10m
 
-.PHONY: all build run test stress bench fuzz lint jaeger-build jaeger jaeger-stop nightly mutants mutants-source mutants-gremlins clean
+.PHONY: all build run test ffmpeg stress sim bench fuzz lint jaeger-build jaeger jaeger-stop nightly mutants mutants-source mutants-gremlins clean
 
 all: build
 
@@ -27,25 +27,59 @@ run: build
 	fi
 
 # The whole suite, with the race detector; goroutine leaks are checked in
-# each package's TestMain.
-test:
+# each package's TestMain. Tests of decoded media need ffmpeg (Debian's
+# package): installed here when missing and root, else they skip (and fail
+# under CI=true).
+test: ffmpeg
 	$(GO) mod download
 	@# Under CI the Jaeger process test needs the tool built first (cached after once).
 	@if [ -n "$$CI" ]; then $(MAKE) --no-print-directory jaeger-build; fi
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 12m ./...
 
+ffmpeg:
+	@if command -v ffmpeg >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "make: installing ffmpeg (Debian package) for the decoded-media tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ffmpeg; \
+	else \
+		echo "make: ffmpeg is not installed and this user cannot install it (needs root and apt-get):"; \
+		echo "      tests of decoded media (mp4, rtsp, http sources) will skip; run: sudo apt-get install ffmpeg"; \
+	fi
+
 # The long property-test tier: many more, longer random command and fault
 # sequences, in-memory workers then real processes (CORRAL_PROPERTY_CHECKS
-# sets the in-memory count, a tenth of it runs real processes); about ten
+# sets the in-memory count, a tenth of it runs real processes), and 20,000
+# cases of the virtual-time tier (CORRAL_VIRTUAL_CHECKS); about fifteen
 # minutes on 2 cores. A failing case is shrunk and saved under
-# tests/property/testdata/rapid/ and replayed first by every later run.
+# tests/property/testdata/rapid/ and replayed first by every later run; its
+# seed and replay command are printed at the end.
 stress:
 	$(GO) mod download
-	CORRAL_PROPERTY_CHECKS=$${CORRAL_PROPERTY_CHECKS:-500} $(GO) test -race -count=1 -timeout 60m -v ./tests/property -rapid.steps=100
+	@mkdir -p bin; set -o pipefail; \
+	CORRAL_PROPERTY_CHECKS=$${CORRAL_PROPERTY_CHECKS:-500} CORRAL_VIRTUAL_CHECKS=$${CORRAL_VIRTUAL_CHECKS:-20000} \
+		$(GO) test -race -count=1 -timeout 60m -v ./tests/property -rapid.steps=100 2>&1 | tee bin/stress.log; rc=$$?; \
+	grep -E '^\s*(--- FAIL|\[rapid\] (failed|panic|flaky)|To reproduce)' bin/stress.log | sed 's/^\s*/STRESS /' || true; \
+	grep -E 'virtual-time tier: |\[rapid\] OK' bin/stress.log | sed 's/^\s*/STRESS /' || true; \
+	exit $$rc
 
-# corral bench (the table against the floor measured in the same run, about
-# two minutes; BENCH_FLAGS=--json for the object), then the Go benchmarks.
+# The virtual-time property tier over a range of rapid seeds (SEEDS=a-b,
+# SIM_CHECKS cases each): one SIM line per seed, with the replay command of
+# a failure.
+SIM_CHECKS ?= 100
+sim:
+	@mkdir -p bin; $(GO) test -race -c -o bin/property.test ./tests/property
+	@fail=0; seeds='$(SEEDS)'; \
+	for s in $$(seq $${seeds%-*} $${seeds#*-}); do \
+		log=bin/sim-$$s.log; \
+		if (cd tests/property && ../../bin/property.test -test.run '^TestVirtualTime$$' -test.count=1 -test.v \
+			-rapid.seed=$$s -rapid.checks=$(SIM_CHECKS) -rapid.nofailfile) > $$log 2>&1; then \
+			echo "SIM seed=$$s PASS $$(grep -o 'passed [0-9]* tests ([^)]*)' $$log | head -1)"; rm -f $$log; \
+		else \
+			fail=1; echo "SIM seed=$$s FAIL $$(grep -m1 -oE '\[rapid\] (failed|panic|flaky)[^:]*: .*' $$log) (log $$log; replay: go test -race -run '^TestVirtualTime$$' ./tests/property -rapid.seed=$$s -rapid.checks=$(SIM_CHECKS))"; \
+		fi; \
+	done; exit $$fail
+
 bench: build
 	$(BIN) bench $(BENCH_FLAGS)
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./manager/... ./otel

@@ -95,8 +95,8 @@ func (w *workerChan) read() {
 			w.mu.Unlock()
 			return
 		}
-		var r protocol.WorkerReply
-		if err := json.Unmarshal(body, &r); err != nil || r.RequestID == "" {
+		r, err := protocol.DecodeWorkerReply(body)
+		if err != nil || r.RequestID == "" {
 			w.onStale("", true)
 			continue
 		}

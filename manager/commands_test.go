@@ -110,9 +110,9 @@ func TestErrorRows(t *testing.T) {
 		t.Errorf("chaos without --chaos = %v, want invalid_payload", err)
 	}
 	// A failed init names its pipeline id and leaves nothing in the table.
-	bad := protocol.InitConfig{VideoConfiguration: protocol.VideoConfiguration{VideoReference: "rtsp://camera/1"}}
+	bad := protocol.InitConfig{VideoConfiguration: protocol.VideoConfiguration{VideoReference: "synthetic://0x10"}}
 	id, err := r.Client.Init(ctx, bad)
-	if !isType(err, protocol.ErrTypeInvalidPayload) || !strings.Contains(err.Error(), "rtsp://camera/1") {
+	if !isType(err, protocol.ErrTypeInvalidPayload) || !strings.Contains(err.Error(), "synthetic://0x10") {
 		t.Errorf("init bad reference = %v, want invalid_payload naming it", err)
 	}
 	if id == "" {

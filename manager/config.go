@@ -193,6 +193,22 @@ func (c *Config) FromEnv(lookup func(string) (string, bool)) error {
 			return &ConfigError{Name: s.Env, Value: v, Rule: s.Rule}
 		}
 	}
+	// Worker settings have no flag: every worker reads them from the
+	// environment it inherits. A bad one stops serve here rather than
+	// every worker at start.
+	for _, w := range []struct {
+		env, rule string
+		check     func(string) error
+	}{
+		{protocol.EnvSourceStallTimeout, "must be seconds in 0..86400 (0 turns the frame watchdog off)",
+			func(v string) error { _, err := protocol.ParseSourceStallTimeout(v); return err }},
+		{protocol.EnvDecodeSize, "must be WxH with both in 16..4096",
+			func(v string) error { _, _, err := protocol.ParseDecodeSize(v); return err }},
+	} {
+		if v, ok := lookup(w.env); ok && w.check(v) != nil {
+			return &ConfigError{Name: w.env, Value: v, Rule: w.rule}
+		}
+	}
 	return nil
 }
 

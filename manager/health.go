@@ -58,6 +58,13 @@ func (m *Manager) healthLoop(p *pipeline) {
 			return // the stop sequence or the exit watcher owns it now
 		case err == nil && !r.OK():
 			err = fmt.Errorf("status answered %s: %s", r.ErrorType, r.ErrorMessage)
+		case err == nil:
+			report, _ := r.Fields["report"].(map[string]any)
+			if report[protocol.ReportKeyStalled] == true {
+				err = errSourceStalled
+			} else if report[protocol.ReportKeyFinished] == true && m.finished(p) {
+				return
+			}
 		}
 
 		var before, after time.Duration
@@ -93,6 +100,28 @@ func (m *Manager) healthLoop(p *pipeline) {
 		}
 		timer.Reset(interval)
 	}
+}
+
+// errSourceStalled fails a probe whose report shows a source that cannot
+// reconnect and delivered no frame within its stall timeout: the worker
+// answers, but its pipeline does no work.
+var errSourceStalled = errors.New("a source that cannot reconnect is stalled (" + protocol.EnvSourceStallTimeout + ")")
+
+// finished removes p, whose sources all ended and whose results were all
+// consumed (the worker's report says so), as upstream's health pass removes
+// such a pipeline: it leaves the table and its worker is stopped and
+// reaped. It returns false when p was already marked (someone else owns
+// its removal).
+func (m *Manager) finished(p *pipeline) bool {
+	m.mu.Lock()
+	marked := m.table[p.id] == p && m.markRemovalLocked(p, ExitEnded)
+	m.mu.Unlock()
+	if !marked {
+		return false
+	}
+	p.ch.refuseNew()
+	m.stopMarked(p)
+	return true
 }
 
 // recordHealth updates p's health record with one round trip's outcome and

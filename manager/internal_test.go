@@ -78,6 +78,10 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		{"STREAM_MANAGER_WORKER_RAM_MB", "0", "1..1048576"},
 		{"STREAM_MANAGER_MAX_WORKER_FRAME_BYTES", "512", "1024..4294967295"},
 		{"STREAM_MANAGER_CHAOS", "maybe", "true or false"},
+		{"STREAM_MANAGER_SOURCE_STALL_TIMEOUT", "soon", "0..86400"},
+		{"STREAM_MANAGER_SOURCE_STALL_TIMEOUT", "-1", "0..86400"},
+		{"STREAM_MANAGER_DECODE_SIZE", "640", "WxH"},
+		{"STREAM_MANAGER_DECODE_SIZE", "8x8", "16..4096"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.env+"="+tt.value, func(t *testing.T) {

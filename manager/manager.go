@@ -219,7 +219,10 @@ func (m *Manager) lookup(id string, allowIdle bool) (*pipeline, *protocol.Error)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	p, ok := m.table[id]
-	if !ok || (p.idle && !allowIdle) {
+	// A pipeline that ended by itself (its sources ended and its results
+	// were consumed) is gone for clients at once, as upstream's health
+	// pass deletes it from its table before joining its process.
+	if !ok || (p.idle && !allowIdle) || p.removal && p.exitReason == ExitEnded {
 		return nil, protocol.NotFound(id)
 	}
 	if p.removal {

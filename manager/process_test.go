@@ -139,7 +139,7 @@ func TestTerminateWorkerIgnoringSigterm(t *testing.T) {
 func TestFailedInitLeavesNoProcess(t *testing.T) {
 	l := testkit.ProcessLauncher(t)
 	r := testkit.StartManager(t, testConfig(), l)
-	bad := protocol.InitConfig{VideoConfiguration: protocol.VideoConfiguration{VideoReference: "/no/such/file.y4m"}}
+	bad := protocol.InitConfig{VideoConfiguration: protocol.VideoConfiguration{VideoReference: "synthetic://0x10"}}
 	if _, err := r.Client.Init(t.Context(), bad); !isType(err, protocol.ErrTypeInvalidPayload) {
 		t.Fatalf("init = %v, want invalid_payload", err)
 	}

@@ -177,6 +177,7 @@ func (s *Server) serveConn(conn net.Conn, admitted bool) {
 		case errors.As(err, &tooLarge):
 			s.write(conn, requestID, "", protocol.Failure(protocol.InvalidPayload(fmt.Sprintf(
 				"Request frame of %d bytes exceeds the limit of %d bytes (STREAM_MANAGER_MAX_FRAME_BYTES).", tooLarge.Size, tooLarge.Limit))))
+			s.drainRefused(conn)
 		case errors.Is(err, protocol.ErrEmptyFrame):
 			s.write(conn, requestID, "", protocol.Failure(protocol.InvalidPayload("Request frame is empty.")))
 		case isTimeout(err):
@@ -203,6 +204,19 @@ func (s *Server) serveConn(conn net.Conn, admitted bool) {
 	// Written even to a client that has gone: one that only half-closed
 	// still reads, and a write to a closed peer fails at once.
 	s.write(conn, requestID, "", resp)
+}
+
+// drainRefused half-closes conn after its refusal was written and discards
+// what the client still sends, until it closes or SocketTimeout passes.
+// Closing a socket with unread input resets the connection, and a client
+// still sending its oversized body (upstream's sends it whole before
+// reading) would see the reset instead of the answer.
+func (s *Server) drainRefused(conn net.Conn) {
+	if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(s.SocketTimeout))
+	_, _ = io.Copy(io.Discard, conn)
 }
 
 // watchPeer reads conn while its request is handled and calls gone once

@@ -6,7 +6,8 @@ import (
 )
 
 // adaptiveTimeout is an RTO-style deadline (RFC 6298): smoothed latency plus
-// four deviations, clamped to [floor, ceiling], doubled after each timeout.
+// four deviations (at least a quarter of the smoothed latency), clamped to
+// [floor, ceiling], doubled after each timeout.
 // With no samples yet it is the ceiling, so a fresh pipeline gets the
 // configured bound. Safe for concurrent use.
 type adaptiveTimeout struct {
@@ -33,7 +34,13 @@ func (a *adaptiveTimeout) timeoutLocked() time.Duration {
 	if a.samples == 0 {
 		return a.ceiling
 	}
-	t := a.srtt + 4*a.rttvar
+	// RFC 6298 adds max(G, 4*RTTVAR) to the smoothed latency, G the
+	// clock granularity. Here G is a quarter of the smoothed latency: under
+	// a steady latency RTTVAR decays to nothing, and a deadline equal to
+	// the latency itself would race every reply (found in virtual time by
+	// tests/property TestAdaptiveProbeTimeout: every other probe of a
+	// steady slow worker timed out).
+	t := a.srtt + max(4*a.rttvar, a.srtt/4)
 	t = max(t, a.floor)
 	for i := uint(0); i < a.backoff && t < a.ceiling; i++ {
 		t *= 2

@@ -1,6 +1,7 @@
 package scenarios
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"slices"
@@ -68,6 +69,24 @@ func checkAvailability(d *RunData) Result {
 	}
 	f := gatherFacts(d)
 	f.judgeStates() // which refusals of mute and resume the protocol allows
+	// Faults that hold connections open by design (and leave the manager
+	// to find them gone) may fill its connection cap for every pipeline:
+	// refusals then are honest, and the limits checker judges them.
+	var holds []window
+	for _, w := range nemesisFaults(d) {
+		if w.Fault != nil && w.Fault.AbandonsConnections() {
+			holds = append(holds, window{w.Invoke.Time, addTo(faultEnd(w), removalBound(d.Bounds)), "fault " + w.F, w.Invoke, causeFault})
+		}
+	}
+	held := func(from, to int64) bool {
+		for _, w := range holds {
+			if w.From <= to && w.To >= from {
+				return true
+			}
+		}
+		return false
+	}
+	end := runEnd(d)
 	var failed []string
 	total, ok := 0, 0
 	for i := range d.Ops {
@@ -79,8 +98,14 @@ func checkAvailability(d *RunData) Result {
 		if judged, _ := f.available(inv, c); !judged || f.refusable[inv.Index] {
 			continue
 		}
+		if held(inv.Time, cmp.Or(completionTime(c), end)) {
+			continue
+		}
 		total++
-		if c != nil && c.Type == OpOK {
+		// A mute or resume refused by upstream's state rule (the
+		// workload cannot know the state its command meets) is a
+		// correct answer.
+		if c != nil && (c.Type == OpOK || c.Type == OpFail && protocol.IsNotAllowedText(c.Error)) {
 			ok++
 			continue
 		}
@@ -178,6 +203,14 @@ func clientAnswers(d *RunData) (bad, unknown []string) {
 		}
 	}
 	return bad, unknown
+}
+
+// completionTime is c's time, or 0 when c is nil.
+func completionTime(c *Op) int64 {
+	if c == nil {
+		return 0
+	}
+	return c.Time
 }
 
 // unanswered reports whether a client fault's recorded answer says the

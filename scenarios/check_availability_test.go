@@ -46,6 +46,9 @@ func TestAvailability(t *testing.T) {
 		}, func(h *hist) { h.fault(1900, 2100, "hang_queue", "p2", nil) }), Valid, ""},
 		{"a pipeline gone after a crash is not counted", run(0, func(id string, at int) bool { return id == "p2" && at >= 200 },
 			func(h *hist) { h.fault(150, 0, "crash", "p2", nil) }), Valid, "100.00% of 101 commands"},
+		{"refusals while a fault holds connections open are the limits checker's", run(0, p2Fails, func(h *hist) {
+			h.call(1900, 1, Nemesis, "abandon_request", "p1", OpOK, map[string]any{"requests": 14.0}, "")
+		}), Valid, "100.00% of"},
 		{"after the shutdown nothing is counted", func() *RunData {
 			d := run(0, func(_ string, at int) bool { return at > 5000 }, nil)()
 			d.Shutdown = ShutdownRecord{Signal: "SIGTERM", Requested: ms(5000), Exited: ms(5100)}

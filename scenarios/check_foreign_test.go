@@ -104,6 +104,13 @@ func TestNotApplicableAccounting(t *testing.T) {
 	if n := bytes.Count(x, []byte("<skipped ")); n != 2 || !bytes.Contains(x, []byte(`skipped="2"`)) {
 		t.Errorf("junit has %d skipped cases:\n%s", n, x)
 	}
+	h5, err := reportHTML(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(h5, []byte("needs Corral&#39;s chaos command")) || !bytes.Contains(h5, []byte("not applicable")) {
+		t.Errorf("report.html does not list the not-applicable faults")
+	}
 
 	// Every applicable fault finding its pipeline gone proves nothing.
 	var h2 hist

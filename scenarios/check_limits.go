@@ -184,8 +184,11 @@ func judgeConnections(d *RunData) (bad []string, note string) {
 			continue
 		}
 		refused++
-		t := inv.Time
-		if excuse := liveClientFault(faults, t, end); excuse != "" {
+		// The connection arrived somewhere between the invoke and the
+		// refusal: judge the whole interval, counting every request that
+		// was open at any moment of it.
+		from, t := inv.Time, c.Time
+		if excuse := liveClientFault(faults, from, t, end); excuse != "" {
 			continue
 		}
 		live := 0
@@ -194,7 +197,7 @@ func judgeConnections(d *RunData) (bad []string, note string) {
 			if o.Type != OpInvoke || o == inv || o.Time > t {
 				continue
 			}
-			if oc := v.completion(o); oc == nil || oc.Time >= t-int64(slotReleaseLag) {
+			if oc := v.completion(o); oc == nil || oc.Time >= from-int64(slotReleaseLag) {
 				live++
 			}
 		}
@@ -211,11 +214,11 @@ func judgeConnections(d *RunData) (bad []string, note string) {
 }
 
 // liveClientFault names a client fault (or one not in the catalogue)
-// whose connections may be open and alive at t, or "". Its clients are
-// alive from its invoke to its heal, which waits for them: then a burst's
-// have their answers, and an abandoning fault's have reset theirs and are
-// gone.
-func liveClientFault(faults []faultWindow, t, end int64) string {
+// whose connections may be open and alive at some moment of [from, t], or
+// "". Its clients are alive from its invoke to its heal, which waits for
+// them: then a burst's have their answers, and an abandoning fault's have
+// reset theirs and are gone.
+func liveClientFault(faults []faultWindow, from, t, end int64) string {
 	for _, w := range faults {
 		if w.Fault != nil && w.Fault.Level() != chaos.LevelClient {
 			continue
@@ -224,7 +227,7 @@ func liveClientFault(faults []faultWindow, t, end int64) string {
 		if until < 0 {
 			until = end
 		}
-		if w.Invoke.Time <= t && t <= until {
+		if w.Invoke.Time <= t && from <= until {
 			return w.F
 		}
 	}

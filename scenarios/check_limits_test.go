@@ -80,6 +80,17 @@ func TestCheckLimitsConnections(t *testing.T) {
 		{name: "an answer read just before still holds its slot", data: abandon(1000, 5, func(h *hist) {
 			h.call(900, 60, "client-3", protocol.TypeStatus, "p2", OpOK, nil, "")
 		}), verdict: Valid},
+		// Invoked before the abandon, refused within it: the connection
+		// may have arrived while the abandoned ones were alive.
+		{name: "arrived during the abandon", data: func() *RunData {
+			d := abandon(1000, 0, nil)()
+			for i := range d.Ops {
+				if o := &d.Ops[i]; o.Process == "client-1" && o.Type == OpInvoke {
+					o.Time = ms(450)
+				}
+			}
+			return d
+		}, verdict: Valid},
 		{name: "no cap known", data: func() *RunData { d := abandon(1000, 0, nil)(); d.Bounds.MaxConnections = 0; return d },
 			verdict: Valid, want: "connection cap not known"},
 	})

@@ -57,11 +57,12 @@ func plantedScenario() *Scenario {
 	}
 }
 
-// badCameraScenario: every init fails (the video file does not exist), so
-// each worker the manager starts must be stopped again; no faults.
+// badCameraScenario: every init fails (the reference is malformed), so
+// each worker the manager starts must be stopped again; no faults. (A
+// missing file would init fine and report ERROR, as upstream does.)
 func badCameraScenario() *Scenario {
 	sc := plantedScenario()
-	sc.Name, sc.Video, sc.Schedule = "bad-camera", "/nonexistent/corral-planted-camera.y4m", nil
+	sc.Name, sc.Video, sc.Schedule = "bad-camera", "synthetic://0x0", nil // malformed: upstream-like init refuses only these
 	sc.Mix = map[string]int{"status": 2, "list_pipelines": 1}
 	return sc
 }

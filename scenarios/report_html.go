@@ -53,6 +53,9 @@ type htmlPage struct {
 	TracesNote string
 	TraceURL   string
 	Generated  string
+	// Profile and Bounds say what the target was and what it was judged by.
+	Profile string
+	Bounds  []string
 }
 
 type latencyRow struct {
@@ -168,6 +171,9 @@ func reportHTML(rep *Report) ([]byte, error) {
 	}
 	page := htmlPage{Rep: rep, Verdict: strings.ToLower(verdict), Results: rep.Results, Generated: time.Now().UTC().Format(time.RFC3339)}
 	page.Title = fmt.Sprintf("corral run %s, seed %d: %s", rep.Scenario, rep.Seed, strings.ToUpper(page.Verdict))
+	if rep.Target.Profile.Name != "" {
+		page.Profile = rep.Target.Profile.summary()
+	}
 	for _, k := range sortedKeys(rep.Counts) {
 		page.Counts = append(page.Counts, [2]string{k, fmt.Sprint(rep.Counts[k])})
 	}
@@ -178,6 +184,7 @@ func reportHTML(rep *Report) ([]byte, error) {
 		page.Latency = append(page.Latency, latencyRow{k, rep.Latency[k]})
 	}
 	if d := rep.Data; d != nil {
+		page.Bounds = d.Bounds.declaredLines()
 		page.TraceURL = d.TraceURL
 		scale := timeScale{end: max(runEnd(d), 1), left: plotLeft, width: plotWidth - plotLeft - plotRight}
 		faults := nemesisFaults(d)

@@ -61,8 +61,10 @@ func newWorkerMap() *workerMap {
 
 // observeInit records one init: before and after are the worker census
 // around it (taken just before the invoke and just after the answer).
-// Processes that spawned another new process (a fork server, a shell)
-// are not workers; processes already attributed are no candidates.
+// Processes already attributed are no candidates. Two new processes of
+// which one spawned the other (a fork server and its worker, or a worker
+// and its helper) stay ambiguous: the tree does not say which runs the
+// pipeline.
 func (m *workerMap) observeInit(op int, outcome, id string, before, after []launch.ProcInfo) {
 	old := map[procKey]bool{}
 	for _, p := range before {
@@ -74,15 +76,6 @@ func (m *workerMap) observeInit(op int, outcome, id string, before, after []laun
 			fresh = append(fresh, p)
 		}
 	}
-	spawner := map[int]bool{}
-	for _, p := range fresh {
-		for _, q := range fresh {
-			if q.PPid == p.Pid {
-				spawner[p.Pid] = true
-			}
-		}
-	}
-	fresh = slices.DeleteFunc(fresh, func(p launch.ProcInfo) bool { return spawner[p.Pid] })
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	fresh = slices.DeleteFunc(fresh, func(p launch.ProcInfo) bool { _, ok := m.claimed[keyOf(p)]; return ok })

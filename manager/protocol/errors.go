@@ -3,6 +3,7 @@ package protocol
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Error types of the upstream protocol.
@@ -26,6 +27,11 @@ func (e *Error) Error() string {
 	msg := e.Message
 	if msg == "" {
 		msg = e.Public
+	}
+	if e.Class == ClassNotAllowed {
+		// Kept in the text (histories keep only the text): it marks an
+		// answer by upstream's state rule (IsNotAllowedText).
+		return fmt.Sprintf("%s: %s: %s", e.Type, e.Class, msg)
 	}
 	return fmt.Sprintf("%s: %s", e.Type, msg)
 }
@@ -72,4 +78,32 @@ func Failure(err error) Response {
 		ErrorMessage:       e.Message,
 		PublicErrorMessage: e.Public,
 	}
+}
+
+// ClassNotAllowed is upstream's error_class when its stream refuses mute
+// (allowed only while RUNNING) or resume (only while PAUSED or MUTED).
+const ClassNotAllowed = "StreamOperationNotAllowedError"
+
+// notAllowedText is the part of a state-rule refusal's message that names
+// the state, as upstream's VideoSource words it.
+const notAllowedText = " stream in state: StreamState."
+
+// NotAllowed returns upstream's refusal of operation op ("MUTE",
+// "RESUME") in source state state (inference 1.5.0: the manager answers
+// operation_error with this public message and the stream's own message).
+func NotAllowed(op, state string) *Error {
+	return &Error{
+		Type:    ErrTypeOperation,
+		Class:   ClassNotAllowed,
+		Message: "Could not " + op + notAllowedText + state,
+		Public:  "Cannot get pipeline status in the current state of InferencePipeline.",
+	}
+}
+
+// IsNotAllowedText reports whether an error text (an *Error's Error(), as
+// histories keep it) is a refusal by upstream's state rule (error_class
+// ClassNotAllowed, from Corral or any upstream-like server): a correct
+// answer, not a failure of the manager.
+func IsNotAllowedText(s string) bool {
+	return strings.HasPrefix(s, ErrTypeOperation+": "+ClassNotAllowed+": ")
 }

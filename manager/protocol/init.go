@@ -14,6 +14,14 @@ const (
 	FillAdaptiveDropLatest = "ADAPTIVE_DROP_LATEST"
 )
 
+// Video buffer consumption strategies accepted in
+// source_buffer_consumption_strategy: EAGER takes the newest decoded frame
+// and drops the older ones, LAZY takes the oldest.
+const (
+	ConsumeEager = "EAGER"
+	ConsumeLazy  = "LAZY"
+)
+
 // Type tags of upstream's init payload model (inference 1.5.0): pydantic
 // discriminated unions that refuse a payload without them. See
 // PROTOCOL.md, section Request.
@@ -84,7 +92,7 @@ func (cfg InitConfig) Defaults() InitConfig {
 		v.SourceBufferFillingStrategy = FillDropOldest
 	}
 	if v.SourceBufferConsumptionStrategy == "" {
-		v.SourceBufferConsumptionStrategy = "EAGER"
+		v.SourceBufferConsumptionStrategy = ConsumeEager
 	}
 	if cfg.SinkConfiguration.Type == "" {
 		cfg.SinkConfiguration.Type = InitTypeMemorySink

@@ -17,6 +17,7 @@ const (
 	FaultSlowStart        = "slow_start"        // chaos slow_start
 	FaultSpawnGrandchild  = "spawn_grandchild"  // chaos spawn_grandchild
 	FaultWorkerCrash      = "worker_crash"      // chaos crash
+	FaultFreezeSource     = "freeze_source"     // chaos freeze_source
 	FaultClientStall      = "client_stall"      // a half-sent frame, held open
 	FaultClientDisconnect = "client_disconnect" // a request, then a reset before the answer
 	FaultOversizedFrame   = "oversized_frame"   // a length prefix past the frame limit
@@ -40,7 +41,10 @@ const (
 	ChaosCrash           = "crash"
 	ChaosSlowStart       = "slow_start"
 	ChaosSpawnGrandchild = "spawn_grandchild"
-	ChaosHeal            = "heal"
+	// ChaosFreezeSource holds every source of the pipeline connected but
+	// delivering no frame (a camera that stops sending), until heal.
+	ChaosFreezeSource = "freeze_source"
+	ChaosHeal         = "heal"
 )
 
 // Fields of a chaos command (besides type and pipeline_id). Numbers are

@@ -199,6 +199,10 @@ func (r *Response) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &m); err != nil {
 		return err
 	}
+	return r.fromMap(m)
+}
+
+func (r *Response) fromMap(m map[string]any) error {
 	if m == nil {
 		return fmt.Errorf("protocol: response is null")
 	}
@@ -218,6 +222,29 @@ func (r *Response) UnmarshalJSON(b []byte) error {
 		PipelineID:         r.PipelineID,
 	}
 	return nil
+}
+
+// DecodeWorkerReply decodes a worker's reply frame body, keeping every
+// number in Fields as a json.Number: relaying the reply to a client then
+// writes each number exactly as the worker wrote it, so a float (25.0)
+// stays a float for a Python client (PROTOCOL.md: numbers that are floats
+// upstream are JSON floats).
+func DecodeWorkerReply(body []byte) (WorkerReply, error) {
+	var raw struct {
+		RequestID string          `json:"request_id"`
+		Response  json.RawMessage `json:"response"`
+	}
+	if err := json.Unmarshal(body, &raw); err != nil {
+		return WorkerReply{}, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw.Response))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		return WorkerReply{}, err
+	}
+	rep := WorkerReply{RequestID: raw.RequestID}
+	return rep, rep.Response.fromMap(m)
 }
 
 // Envelope is one response frame: all three keys are always present.

@@ -8,6 +8,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"time"
 
 	"github.com/corral-dev/corral/manager/protocol"
 )
@@ -33,6 +34,17 @@ type Config struct {
 	SpawnGrandchild func() error
 	// Tracer traces commands and frame processing; nil traces nothing.
 	Tracer Tracer
+	// StallTimeout is the frame watchdog's base timeout (scaled up for
+	// slow sources); 0 turns the watchdog off. Main reads it from
+	// protocol.EnvSourceStallTimeout.
+	StallTimeout time.Duration
+	// FFmpeg is the decoder for media other than synthetic and
+	// YUV4MPEG2 sources: an executable name or path ("" is "ffmpeg" on
+	// PATH). A missing one fails those sources in status, not init.
+	FFmpeg string
+	// DecodeWidth and DecodeHeight are the size ffmpeg scales decoded
+	// frames to; 0 means protocol.DefaultDecodeSize.
+	DecodeWidth, DecodeHeight int
 }
 
 // Tracer is the worker's tracing seam. The worker package knows nothing of

@@ -90,10 +90,18 @@ func (w *worker) chaos(cmd *protocol.WorkerCommand) outcome {
 		if err := w.cfg.SpawnGrandchild(); err != nil {
 			return fail(protocol.OperationError(fmt.Sprintf("spawn_grandchild failed: %v", err)))
 		}
+	case protocol.ChaosFreezeSource:
+		if w.pipe == nil {
+			return fail(protocol.OperationError("freeze_source needs an initialised pipeline"))
+		}
+		w.pipe.frozen.close()
 	case protocol.ChaosHeal:
 		// A spawned grandchild cannot be taken back; it ends with the
 		// worker.
 		w.faults = faults{}
+		if w.pipe != nil {
+			w.pipe.frozen.open()
+		}
 		w.stopCrash()
 		if w.hangTimer != nil {
 			w.hangTimer.Stop()

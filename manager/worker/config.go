@@ -10,11 +10,9 @@ import (
 
 // spec is a validated init request.
 type spec struct {
-	src       source // opened; the pipeline closes it
-	reference string
-	// rate is frames per second produced: the source's own rate capped
-	// by max_fps.
-	rate                float64
+	sources []sourceSpec // one per video_reference element, by source_id
+	// maxFPS caps each source's rate (0: no cap).
+	maxFPS              float64
 	filling             string
 	consumption         string
 	resultsSize         int
@@ -23,11 +21,14 @@ type spec struct {
 	cost                time.Duration // extra busy work per frame
 	consumptionTimeout  time.Duration
 	hasConsumptionLimit bool
+	// stallTimeout is the frame watchdog's base timeout (0: off).
+	stallTimeout time.Duration
 }
 
 // parseInit validates the client's init request (upstream field names, see
-// protocol.InitConfig) and opens its source. Every error is invalid_payload.
-func parseInit(request map[string]json.RawMessage) (*spec, error) {
+// protocol.InitConfig). Every error is invalid_payload; sources are opened
+// later, by the pipeline.
+func parseInit(request map[string]json.RawMessage, host hostSettings) (*spec, error) {
 	body, err := json.Marshal(request)
 	if err != nil {
 		return nil, protocol.InvalidPayload(err.Error())
@@ -60,7 +61,7 @@ func parseInit(request map[string]json.RawMessage) (*spec, error) {
 		return nil, protocol.InvalidPayload(fmt.Sprintf("unknown source_buffer_filling_strategy %q", clipText(s.filling)))
 	}
 	switch s.consumption {
-	case "EAGER", "LAZY":
+	case protocol.ConsumeEager, protocol.ConsumeLazy:
 	default:
 		return nil, protocol.InvalidPayload(fmt.Sprintf("unknown source_buffer_consumption_strategy %q", clipText(s.consumption)))
 	}
@@ -87,17 +88,17 @@ func parseInit(request map[string]json.RawMessage) (*spec, error) {
 	if s.cost, err = costParameter(cfg.ProcessingConfiguration); err != nil {
 		return nil, err
 	}
-	// The source is opened last, so no other error can leak its file.
-	src, ref, err := openSource(v.VideoReference, maxFPS)
-	if err != nil {
+	s.maxFPS, s.stallTimeout = maxFPS, host.stallTimeout
+	if s.sources, err = parseReferences(v.VideoReference, maxFPS, host.decoding); err != nil {
 		return nil, protocol.InvalidPayload(err.Error())
 	}
-	s.src, s.reference = src, ref
-	s.rate = src.props().fps
-	if maxFPS > 0 {
-		s.rate = min(s.rate, maxFPS)
-	}
 	return s, nil
+}
+
+// hostSettings are the worker's own settings that apply to every pipeline.
+type hostSettings struct {
+	decoding     decoding
+	stallTimeout time.Duration
 }
 
 // costParameter reads processing_configuration.workflows_parameters.cost_ms.

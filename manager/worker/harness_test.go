@@ -57,6 +57,8 @@ type options struct {
 	chaos  bool
 	spawn  func() error
 	tracer Tracer
+	ffmpeg string        // Config.FFmpeg
+	stall  time.Duration // Config.StallTimeout (0: no watchdog)
 }
 
 func start(t *testing.T, opts options) *harness {
@@ -77,6 +79,8 @@ func start(t *testing.T, opts options) *harness {
 		Exit:            func(code int) { h.exits <- code },
 		SpawnGrandchild: opts.spawn,
 		Tracer:          opts.tracer,
+		FFmpeg:          opts.ffmpeg,
+		StallTimeout:    opts.stall,
 	}
 	h.workers.Add(3)
 	go func() { defer h.workers.Done(); h.done <- Run(ctx, cfg) }()
@@ -268,6 +272,19 @@ func sourceOf(t *testing.T, report map[string]any) map[string]any {
 		t.Fatalf("sources_metadata = %v, want one source", report["sources_metadata"])
 	}
 	return list[0].(map[string]any)
+}
+
+// measured reports whether source 0's latency report has numbers (it has
+// nulls until the first frame is through).
+func (h *harness) measured() bool {
+	latency := h.report()["latency_reports"].([]any)
+	return len(latency) > 0 && latency[0].(map[string]any)["e2e_latency"] != nil
+}
+
+// parsePyTime parses a timestamp in upstream's form (naive local time with
+// microseconds); anything else is an error.
+func parsePyTime(s string) (time.Time, error) {
+	return time.ParseInLocation(pyTimeLayout, s, time.Local)
 }
 
 // eventTypes lists the event_type of every status update in a report.

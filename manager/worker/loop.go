@@ -18,6 +18,9 @@ import (
 // closing In: a blocking file read may not be interruptible by Close.
 const readerStopTimeout = time.Second
 
+// initSettle bounds how long init waits for its sources to open.
+const initSettle = 500 * time.Millisecond
+
 func itoa(n int) string { return strconv.Itoa(n) }
 
 // inbound is one frame read from In, or the error that ended reading.
@@ -248,10 +251,14 @@ func (w *worker) dispatch(ctx context.Context, cmd *protocol.WorkerCommand) outc
 	}
 	switch cmd.Type {
 	case protocol.TypeMute:
-		w.pipe.mute()
+		if refused := w.pipe.mute(); refused != "" {
+			return fail(protocol.NotAllowed("MUTE", refused))
+		}
 		return answer(protocol.Success(nil))
 	case protocol.TypeResume:
-		w.pipe.resume()
+		if refused := w.pipe.resume(); refused != "" {
+			return fail(protocol.NotAllowed("RESUME", refused))
+		}
 		return answer(protocol.Success(nil))
 	}
 	return w.consume(cmd)
@@ -269,7 +276,7 @@ func (w *worker) init(ctx context.Context, cmd *protocol.WorkerCommand) outcome 
 	if w.pipe != nil {
 		return fail(protocol.OperationError("pipeline is already initialised"))
 	}
-	s, err := parseInit(cmd.Request)
+	s, err := parseInit(cmd.Request, w.host())
 	if err != nil {
 		var perr *protocol.Error
 		if errors.As(err, &perr) {
@@ -280,6 +287,15 @@ func (w *worker) init(ctx context.Context, cmd *protocol.WorkerCommand) outcome 
 	// The pipeline runs in the init command's ctx, so sampled frame spans
 	// are children of the init span.
 	w.pipe = startPipeline(ctx, s, w.log, w.cfg.Tracer)
+	// Upstream's init returns with its sources started, so a mute right
+	// after init finds them RUNNING; Corral waits as long for sources that
+	// open at once (generated, files, a refused connection), but at most
+	// initSettle for a camera that takes its time: init never hangs.
+	select {
+	case <-w.pipe.monitor.settled:
+	case <-time.After(initSettle):
+	case <-ctx.Done():
+	}
 	if s.hasConsumptionLimit {
 		w.consumeEvery = s.consumptionTimeout
 		w.consumeTimer = time.NewTimer(s.consumptionTimeout)
@@ -310,14 +326,25 @@ func (w *worker) consume(cmd *protocol.WorkerCommand) outcome {
 		}
 	}
 	outputs, metadata := []any{}, []any{}
-	if r, ok := w.pipe.results.pop(); ok {
-		outputs = append(outputs, r.output(excluded))
-		metadata = append(metadata, r.metadata())
+	if b, ok := w.pipe.results.pop(); ok {
+		for _, r := range b {
+			outputs = append(outputs, r.output(excluded))
+			metadata = append(metadata, r.metadata())
+		}
 		if w.consumeTimer != nil {
 			w.consumeTimer.Reset(w.consumeEvery)
 		}
 	}
 	return answer(protocol.Success(map[string]any{"outputs": outputs, "frames_metadata": metadata}))
+}
+
+// host is the worker's settings for pipelines, from its Config.
+func (w *worker) host() hostSettings {
+	dec := decoding{ffmpeg: w.cfg.FFmpeg, width: w.cfg.DecodeWidth, height: w.cfg.DecodeHeight}
+	if dec.width <= 0 || dec.height <= 0 {
+		dec.width, dec.height, _ = protocol.ParseDecodeSize("")
+	}
+	return hostSettings{decoding: dec, stallTimeout: w.cfg.StallTimeout}
 }
 
 // reply writes one reply frame, preceded by whatever the armed faults add.

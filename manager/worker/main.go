@@ -102,8 +102,21 @@ func MainWith(o MainOptions) int {
 		}
 	}()
 
+	stall, err := protocol.ParseSourceStallTimeout(os.Getenv(protocol.EnvSourceStallTimeout))
+	if err != nil {
+		log.Error("bad configuration", "err", err)
+		return 2
+	}
+	width, height, err := protocol.ParseDecodeSize(os.Getenv(protocol.EnvDecodeSize))
+	if err != nil {
+		log.Error("bad configuration", "err", err)
+		return 2
+	}
 	spawner := &grandchildren{log: log}
-	err := Run(context.Background(), Config{
+	err = Run(context.Background(), Config{
+		StallTimeout: stall,
+		DecodeWidth:  width,
+		DecodeHeight: height,
 		// Hiding Close keeps Run from waiting for a blocking read of
 		// stdin that Close cannot interrupt; the exit ends it.
 		In:              struct{ io.Reader }{os.Stdin},

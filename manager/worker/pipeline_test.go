@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 	"unicode/utf8"
 
 	"github.com/corral-dev/corral/manager/protocol"
@@ -16,11 +15,8 @@ func TestSyntheticPipelineReportsLiveValues(t *testing.T) {
 	h := start(t, options{})
 	h.ok(protocol.TypeInit, initRequest("synthetic://64x48?fps=200", nil, nil))
 
-	var report map[string]any
-	h.poll("latency reports", func() bool {
-		report = h.report()
-		return len(report["latency_reports"].([]any)) > 0
-	})
+	h.poll("latency reports", h.measured)
+	report := h.report()
 	for _, key := range []string{"video_source_status_updates", "latency_reports", "inference_throughput", "sources_metadata"} {
 		if _, ok := report[key]; !ok {
 			t.Errorf("report has no %q", key)
@@ -41,9 +37,10 @@ func TestSyntheticPipelineReportsLiveValues(t *testing.T) {
 
 	src := sourceOf(t, report)
 	props := src["source_properties"].(map[string]any)
-	wantProps := map[string]any{"width": 64.0, "height": 48.0, "total_frames": -1.0, "is_file": false, "fps": 200.0}
+	wantProps := map[string]any{"width": 64.0, "height": 48.0, "total_frames": -1.0, "is_file": false, "fps": 200.0,
+		"is_reconnectable": false, "timestamp_created": nil}
 	for k, want := range wantProps {
-		if props[k] != want {
+		if v, ok := props[k]; !ok || v != want {
 			t.Errorf("source_properties[%s] = %v, want %v", k, props[k], want)
 		}
 	}
@@ -63,7 +60,7 @@ func TestSyntheticPipelineReportsLiveValues(t *testing.T) {
 	}
 	for _, e := range events {
 		e := e.(map[string]any)
-		if _, err := time.Parse(time.RFC3339Nano, e["timestamp"].(string)); err != nil {
+		if _, err := parsePyTime(e["timestamp"].(string)); err != nil {
 			t.Errorf("event timestamp: %v", err)
 		}
 		if sev := e["severity"].(float64); sev != 10 && sev != 20 && sev != 30 && sev != 40 {
@@ -109,7 +106,7 @@ func TestConsumeReturnsOneEntry(t *testing.T) {
 		t.Errorf("motion = %v, motion_fraction = %v, want moving pattern", m, f)
 	}
 	meta := out["meta"].(map[string]any)
-	if _, err := time.Parse(time.RFC3339Nano, meta["frame_timestamp"].(string)); err != nil {
+	if _, err := parsePyTime(meta["frame_timestamp"].(string)); err != nil {
 		t.Errorf("frame_timestamp: %v", err)
 	}
 	first := entries[0]["meta"].(map[string]any)["frame_id"].(float64)
@@ -181,67 +178,66 @@ func TestY4MFileEnds(t *testing.T) {
 	if got, want := h.consumeAll(), []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}; !slices.Equal(got, want) {
 		t.Errorf("consumed frames %v, want %v", got, want)
 	}
-	// An ended pipeline keeps answering.
-	h.ok(protocol.TypeMute, nil)
+	// An ended pipeline keeps answering, but refuses mute and resume
+	// as upstream's stream does.
+	for _, typ := range []string{protocol.TypeMute, protocol.TypeResume} {
+		if msg := h.failure(typ, nil, protocol.ErrTypeOperation); !strings.Contains(msg, "StreamState.ENDED") {
+			t.Errorf("%s of an ended source: %q, want the state named", typ, msg)
+		}
+	}
 	if state := sourceOf(t, h.report())["state"]; state != stateEnded {
 		t.Errorf("state after mute = %v, want ENDED", state)
 	}
+	if report := h.report(); report[protocol.ReportKeyFinished] != true {
+		t.Errorf("finished = %v after every result was consumed, want true", report[protocol.ReportKeyFinished])
+	}
 }
 
-func TestFillingStrategies(t *testing.T) {
-	tests := []struct {
-		strategy string
-		want     []int
-	}{
-		{protocol.FillDropOldest, []int{8, 9, 10}},
-		{protocol.FillAdaptiveDropOldest, []int{8, 9, 10}},
-		{protocol.FillDropLatest, []int{1, 2, 3}},
-		{protocol.FillAdaptiveDropLatest, []int{1, 2, 3}},
-	}
+// The results sink keeps the newest results_buffer_size results whatever
+// the filling strategy (upstream's InMemoryBufferSink).
+func TestResultsSinkKeepsNewest(t *testing.T) {
 	path := writeY4M(t, 16, 16, 10, 500)
-	for _, tt := range tests {
-		t.Run(tt.strategy, func(t *testing.T) {
+	for _, strategy := range []string{protocol.FillDropOldest, protocol.FillDropLatest, protocol.FillWait} {
+		t.Run(strategy, func(t *testing.T) {
 			h := start(t, options{})
 			h.ok(protocol.TypeInit, initRequest(path,
-				map[string]any{"source_buffer_filling_strategy": tt.strategy},
+				map[string]any{"source_buffer_filling_strategy": strategy, "source_buffer_consumption_strategy": protocol.ConsumeLazy},
 				map[string]any{"sink_configuration": map[string]any{"results_buffer_size": 3}}))
 			h.poll("end of inference", func() bool { return h.hasEvent("INFERENCE_THREAD_FINISHED") })
-			if got := h.consumeAll(); !slices.Equal(got, tt.want) {
-				t.Errorf("kept frames %v, want %v", got, tt.want)
-			}
-			if got := sourceOf(t, h.report())["buffer_filling_strategy"]; got != tt.strategy {
-				t.Errorf("buffer_filling_strategy = %v", got)
+			if got, want := h.consumeAll(), []int{8, 9, 10}; !slices.Equal(got, want) {
+				t.Errorf("kept frames %v, want the newest %v", got, want)
 			}
 		})
 	}
-	t.Run(protocol.FillWait, func(t *testing.T) {
-		h := start(t, options{})
-		h.ok(protocol.TypeInit, initRequest(path,
-			map[string]any{"source_buffer_filling_strategy": protocol.FillWait},
-			map[string]any{"sink_configuration": map[string]any{"results_buffer_size": 3}}))
-		var got []int
-		h.poll("every frame", func() bool {
-			got = append(got, h.consumeAll()...)
-			return len(got) >= 10
-		})
-		if want := []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}; !slices.Equal(got, want) {
-			t.Errorf("WAIT delivered %v, want every frame %v", got, want)
-		}
-		h.poll("end of inference", func() bool { return h.hasEvent("INFERENCE_THREAD_FINISHED") })
-	})
 }
 
-func TestWaitStrategyBlocksUntilConsumed(t *testing.T) {
-	path := writeY4M(t, 8, 8, 10, 500)
-	h := start(t, options{})
-	h.ok(protocol.TypeInit, initRequest(path,
-		map[string]any{"source_buffer_filling_strategy": protocol.FillWait},
-		map[string]any{"sink_configuration": map[string]any{"results_buffer_size": 2}}))
-	// The file is read to its end while the sink waits, but inference
-	// cannot finish before results are consumed.
-	h.poll("end of the file", func() bool { return sourceOf(t, h.report())["state"] == stateEnded })
-	if h.hasEvent("INFERENCE_THREAD_FINISHED") {
-		t.Fatal("inference finished although the full buffer was never consumed")
+// The filling strategy applies to the decoded-frame buffer: with a model
+// slower than the source and decoding_buffer_size 2, WAIT loses nothing,
+// DROP_LATEST keeps the first frames, DROP_OLDEST the last.
+func TestFillingStrategiesApplyToFrameBuffer(t *testing.T) {
+	path := writeY4M(t, 16, 16, 12, 500)
+	run := func(t *testing.T, filling, consumption string) []int {
+		h := start(t, options{})
+		h.ok(protocol.TypeInit, initRequest(path,
+			map[string]any{"source_buffer_filling_strategy": filling, "source_buffer_consumption_strategy": consumption},
+			map[string]any{
+				"decoding_buffer_size":     2,
+				"sink_configuration":       map[string]any{"results_buffer_size": 64},
+				"processing_configuration": map[string]any{"workflows_parameters": map[string]any{"cost_ms": 40}},
+			}))
+		h.poll("end of inference", func() bool { return h.hasEvent("INFERENCE_THREAD_FINISHED") })
+		return h.consumeAll()
+	}
+	if got := run(t, protocol.FillWait, protocol.ConsumeLazy); !slices.Equal(got, []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}) {
+		t.Errorf("WAIT/LAZY delivered %v, want every frame", got)
+	}
+	if got := run(t, protocol.FillDropLatest, protocol.ConsumeLazy); len(got) >= 12 || !slices.Contains(got, 2) || slices.Contains(got, 12) {
+		t.Errorf("DROP_LATEST/LAZY delivered %v, want the first frames and not the last", got)
+	}
+	for _, consumption := range []string{protocol.ConsumeLazy, protocol.ConsumeEager} {
+		if got := run(t, protocol.FillDropOldest, consumption); len(got) >= 12 || !slices.Contains(got, 12) {
+			t.Errorf("DROP_OLDEST/%s delivered %v, want frames dropped and the last kept", consumption, got)
+		}
 	}
 }
 
@@ -293,7 +289,7 @@ func TestCostSlowsInference(t *testing.T) {
 	h.ok(protocol.TypeInit, initRequest("synthetic://8x8?fps=100", nil, map[string]any{
 		"processing_configuration": map[string]any{"workflows_parameters": map[string]any{"cost_ms": 20}},
 	}))
-	h.poll("latency reports", func() bool { return len(h.report()["latency_reports"].([]any)) > 0 })
+	h.poll("latency reports", h.measured)
 	latency := h.report()["latency_reports"].([]any)[0].(map[string]any)
 	if v := latency["inference_latency"].(float64); v < 0.019 {
 		t.Errorf("inference_latency = %v, want at least the 20 ms cost", v)

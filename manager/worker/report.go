@@ -11,7 +11,9 @@ import (
 const (
 	stateNotStarted   = "NOT_STARTED"
 	stateInitialising = "INITIALISING"
+	stateRestarting   = "RESTARTING"
 	stateRunning      = "RUNNING"
+	statePaused       = "PAUSED"
 	stateMuted        = "MUTED"
 	stateEnded        = "ENDED"
 	stateError        = "ERROR"
@@ -19,8 +21,9 @@ const (
 
 // Severities are Python logging levels, as upstream reports them.
 const (
-	severityInfo  = 20
-	severityError = 40
+	severityInfo    = 20
+	severityWarning = 30
+	severityError   = 40
 )
 
 // Contexts name the upstream component an event comes from.
@@ -58,7 +61,7 @@ func (e event) report() map[string]any {
 		payload = map[string]any{}
 	}
 	return map[string]any{
-		"timestamp":  e.at.UTC().Format(time.RFC3339Nano),
+		"timestamp":  pyTime(e.at),
 		"severity":   e.severity,
 		"event_type": e.kind,
 		"payload":    payload,
@@ -72,14 +75,43 @@ type sample struct {
 	decode, inference, e2e time.Duration
 }
 
+// sourceStatus is what the monitor knows of one source.
+type sourceStatus struct {
+	state   string
+	samples []sample // oldest first, at most maxSamples
+	// lastFrame is when the source last delivered a frame (or its current
+	// connection attempt began): the watchdog's clock.
+	lastFrame time.Time
+	// waiting is set while the reader is blocked on a full WAIT buffer:
+	// the consumer, not the source, is slow then.
+	waiting bool
+	// stalled is set from the watchdog's report until the next frame.
+	stalled bool
+}
+
 // monitor holds what a status report shows that goroutines other than the
-// command loop update: state, recent events and recent frame latencies.
+// command loop update: states, recent events and recent frame latencies.
 type monitor struct {
 	mu      sync.Mutex
-	state   string
-	events  []event  // oldest first, at most maxEvents
-	samples []sample // oldest first, at most maxSamples
+	sources []sourceStatus
+	events  []event // oldest first, at most maxEvents
 	started time.Time
+	// finished is set when the inference stage has ended after every
+	// source ended (INFERENCE_THREAD_FINISHED).
+	finished bool
+	// settled is closed once no source is NOT_STARTED or INITIALISING
+	// any more: each is running or has failed to open.
+	settled     chan struct{}
+	settledOnce bool
+}
+
+func newMonitor(sources int, now time.Time) *monitor {
+	m := &monitor{sources: make([]sourceStatus, sources), started: now, settled: make(chan struct{})}
+	for i := range m.sources {
+		m.sources[i].state = stateNotStarted
+		m.sources[i].lastFrame = now
+	}
+	return m
 }
 
 // emit records an event, dropping the oldest beyond maxEvents; payload
@@ -102,56 +134,152 @@ func (m *monitor) emitLocked(e event) {
 	m.events = append(m.events, e)
 }
 
-// transition moves to state to if the current state is one of from (any
-// state when from is empty) and records a SOURCE_STATE_UPDATE event. It
-// reports whether the state changed.
-func (m *monitor) transition(to string, from ...string) bool {
+// transition moves source id to state to if its current state is one of
+// from (any state when from is empty) and records a SOURCE_STATE_UPDATE
+// event. It reports whether the state changed.
+func (m *monitor) transition(id int, to string, from ...string) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.state == to {
-		return false
-	}
-	if len(from) > 0 && !slices.Contains(from, m.state) {
+	return m.transitionLocked(id, to, from...)
+}
+
+func (m *monitor) transitionLocked(id int, to string, from ...string) bool {
+	src := &m.sources[id]
+	if src.state == to || len(from) > 0 && !slices.Contains(from, src.state) {
 		return false
 	}
 	m.emitLocked(event{
 		at: time.Now(), severity: severityInfo, kind: "SOURCE_STATE_UPDATE", context: contextSource,
-		payload: map[string]any{"previous_state": m.state, "new_state": to},
+		payload: map[string]any{"previous_state": src.state, "new_state": to, "source_id": id},
 	})
-	m.state = to
+	src.state = to
+	if !m.settledOnce && !slices.ContainsFunc(m.sources, func(s sourceStatus) bool {
+		return s.state == stateNotStarted || s.state == stateInitialising
+	}) {
+		m.settledOnce = true
+		close(m.settled)
+	}
 	return true
 }
 
-func (m *monitor) currentState() string {
+// transitionAll moves every source to state to, all or none: each must be
+// in one of from (upstream's stream refuses the operation otherwise). It
+// returns the state that refused, or "" on success.
+func (m *monitor) transitionAll(to string, from ...string) (refused string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.state
-}
-
-// record adds one frame's latencies.
-func (m *monitor) record(s sample) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if len(m.samples) == maxSamples {
-		m.samples = append(m.samples[:0], m.samples[1:]...)
+	for _, src := range m.sources {
+		if !slices.Contains(from, src.state) {
+			return src.state
+		}
 	}
-	m.samples = append(m.samples, s)
+	for id := range m.sources {
+		m.transitionLocked(id, to, from...)
+	}
+	return ""
 }
 
-// snapshot returns the report's live parts: events, latency reports (empty
-// until the first frame is through) and throughput.
-func (m *monitor) snapshot(now time.Time) (state string, events, latency []any, throughput float64) {
+func (m *monitor) state(id int) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.sources[id].state
+}
+
+// record adds one frame's latencies to source id.
+func (m *monitor) record(id int, s sample) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	src := &m.sources[id]
+	if len(src.samples) == maxSamples {
+		src.samples = append(src.samples[:0], src.samples[1:]...)
+	}
+	src.samples = append(src.samples, s)
+}
+
+// frameRead resets source id's watchdog clock; it returns true when the
+// source had been reported stalled (it has recovered).
+func (m *monitor) frameRead(id int, at time.Time) (recovered bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	src := &m.sources[id]
+	src.lastFrame = at
+	recovered, src.stalled = src.stalled, false
+	return recovered
+}
+
+// setWaiting marks source id as blocked on its consumer (or not).
+func (m *monitor) setWaiting(id int, waiting bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	src := &m.sources[id]
+	src.waiting = waiting
+	if !waiting {
+		src.lastFrame = time.Now()
+	}
+}
+
+// resetClock starts source id's watchdog clock anew (a connection attempt
+// begins).
+func (m *monitor) resetClock(id int, at time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.sources[id].lastFrame = at
+}
+
+// finish records the end of the inference stage.
+func (m *monitor) finish() {
+	m.mu.Lock()
+	m.finished = true
+	m.mu.Unlock()
+	m.emit(severityInfo, "INFERENCE_THREAD_FINISHED", contextPipeline, nil)
+}
+
+// health reports whether a source that cannot reconnect is stalled, and
+// whether the inference stage finished after every source ended.
+func (m *monitor) health(reconnectable func(id int) bool) (stalled, finished bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for id, src := range m.sources {
+		if src.stalled && !reconnectable(id) {
+			stalled = true
+		}
+	}
+	return stalled, m.finished
+}
+
+// overall is the pipeline's state as one value (the Corral extension key
+// "state"): the state of the liveliest source.
+func (m *monitor) overall() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	best, rank := stateNotStarted, -1
+	order := []string{stateEnded, stateError, stateNotStarted, stateInitialising, stateRestarting, stateMuted, stateRunning}
+	for _, src := range m.sources {
+		if r := slices.Index(order, src.state); r > rank {
+			best, rank = src.state, r
+		}
+	}
+	return best
+}
+
+// snapshot returns the report's live parts: states, events, one latency
+// report per source (nulls until its first frame is through, as upstream)
+// and the throughput of all sources together.
+func (m *monitor) snapshot(now time.Time) (states []string, events, latency []any, throughput pyFloat) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	events = make([]any, 0, len(m.events))
 	for _, e := range m.events {
 		events = append(events, e.report())
 	}
-	latency = []any{}
-	if n := len(m.samples); n > 0 {
+	latency = make([]any, 0, len(m.sources))
+	var recent, kept int
+	var oldest time.Time
+	for id, src := range m.sources {
+		states = append(states, src.state)
 		var decode, inference, e2e time.Duration
-		recent := 0
-		for _, s := range m.samples {
+		n := len(src.samples)
+		for _, s := range src.samples {
 			decode += s.decode
 			inference += s.inference
 			e2e += s.e2e
@@ -159,27 +287,30 @@ func (m *monitor) snapshot(now time.Time) (state string, events, latency []any, 
 				recent++
 			}
 		}
-		avg := func(d time.Duration) float64 { return d.Seconds() / float64(n) }
+		if n > 0 && (oldest.IsZero() || src.samples[0].done.Before(oldest)) {
+			oldest = src.samples[0].done
+		}
+		kept += n
 		latency = append(latency, map[string]any{
-			"source_id":              0,
-			"frame_decoding_latency": avg(decode),
-			"inference_latency":      avg(inference),
-			"e2e_latency":            avg(e2e),
+			"source_id":              id,
+			"frame_decoding_latency": optSeconds(decode, n),
+			"inference_latency":      optSeconds(inference, n),
+			"e2e_latency":            optSeconds(e2e, n),
 		})
-		switch {
-		case recent == maxSamples:
-			// Every kept sample is recent, so the window held more
-			// frames than were kept: measure over the kept ones.
-			if span := now.Sub(m.samples[0].done); span > 0 {
-				throughput = float64(n) / span.Seconds()
-			}
-		case recent > 0:
-			// Right after start the window is shorter than
-			// throughputWindow.
-			if window := min(throughputWindow, now.Sub(m.started)); window > 0 {
-				throughput = float64(recent) / window.Seconds()
-			}
+	}
+	switch {
+	case recent > 0 && recent == kept && kept >= maxSamples:
+		// Every kept sample is recent, so the window held more frames
+		// than were kept: measure over the kept ones.
+		if span := now.Sub(oldest); span > 0 {
+			throughput = pyFloat(float64(kept) / span.Seconds())
+		}
+	case recent > 0:
+		// Right after start the window is shorter than
+		// throughputWindow.
+		if window := min(throughputWindow, now.Sub(m.started)); window > 0 {
+			throughput = pyFloat(float64(recent) / window.Seconds())
 		}
 	}
-	return m.state, events, latency, throughput
+	return states, events, latency, throughput
 }

@@ -1,15 +1,13 @@
 package worker
 
 import (
-	"context"
 	"sync"
 	"time"
-
-	"github.com/corral-dev/corral/manager/protocol"
 )
 
-// result is one buffered entry: the model's output for one frame.
+// result is the model's output for one frame of one source.
 type result struct {
+	sourceID  int
 	frameID   int
 	timestamp time.Time
 	width     int
@@ -17,13 +15,15 @@ type result struct {
 	analysis
 }
 
-// output is the entry as a consume_result output object, minus excluded keys.
+// output is the result as a consume_result output object, minus excluded
+// keys. Measured values are Python floats, sizes ints, as upstream's
+// serialised predictions.
 func (r result) output(excluded []string) map[string]any {
 	out := map[string]any{
-		"brightness":      r.brightness,
-		"contrast":        r.contrast,
-		"motion":          r.motion,
-		"motion_fraction": r.motionFraction,
+		"brightness":      pyFloat(r.brightness),
+		"contrast":        pyFloat(r.contrast),
+		"motion":          pyFloat(r.motion),
+		"motion_fraction": pyFloat(r.motionFraction),
 		"width":           r.width,
 		"height":          r.height,
 	}
@@ -33,80 +33,66 @@ func (r result) output(excluded []string) map[string]any {
 	return out
 }
 
-// metadata is the entry's frames_metadata element.
+// metadata is the result's frames_metadata element.
 func (r result) metadata() map[string]any {
 	return map[string]any{
-		"frame_timestamp": r.timestamp.UTC().Format(time.RFC3339Nano),
+		"frame_timestamp": pyTime(r.timestamp),
 		"frame_id":        r.frameID,
-		"source_id":       0,
+		"source_id":       r.sourceID,
 	}
 }
 
-// results is the memory sink: a bounded FIFO shared by the sink goroutine
-// (put) and the command loop (pop). When full it applies the pipeline's
-// buffer filling strategy. The adaptive strategies behave as their plain
-// counterparts here: with one consumer there is no pace to adapt to.
+// batch is one sink entry: the results of one inference round, one per
+// source that had a frame (upstream's sink gets a list per round and
+// consume_result returns it whole).
+type batch []result
+
+// results is the memory sink (upstream's InMemoryBufferSink): a bounded FIFO
+// of batches shared by the inference stage (put) and the command loop
+// (pop). It always keeps the newest results_buffer_size batches, dropping
+// the oldest, whatever the source's filling strategy (that applies to the
+// decoded-frame buffer, see frameBuffer).
 type results struct {
-	size     int
-	strategy string
-	// space gets a token on every pop, so a WAIT put can sleep on a
-	// channel (and on ctx) instead of a condition variable.
-	space chan struct{}
+	size int
 
 	mu      sync.Mutex
-	items   []result
+	items   []batch
 	dropped int
 }
 
-func newResults(size int, strategy string) *results {
-	return &results{size: size, strategy: strategy, space: make(chan struct{}, 1), items: make([]result, 0, min(size, 1024))}
+func newResults(size int) *results {
+	return &results{size: size, items: make([]batch, 0, min(size, 1024))}
 }
 
-// put adds r, evicting or dropping per the strategy when full. Under WAIT it
-// blocks until a pop makes room or ctx ends (then it returns ctx.Err()).
-func (b *results) put(ctx context.Context, r result) error {
-	for {
-		b.mu.Lock()
-		if len(b.items) < b.size {
-			b.items = append(b.items, r)
-			b.mu.Unlock()
-			return nil
-		}
-		switch b.strategy {
-		case protocol.FillDropLatest, protocol.FillAdaptiveDropLatest:
-			b.dropped++
-			b.mu.Unlock()
-			return nil
-		case protocol.FillWait:
-			b.mu.Unlock()
-			select {
-			case <-b.space:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		default: // DROP_OLDEST, ADAPTIVE_DROP_OLDEST
-			copy(b.items, b.items[1:])
-			b.items[len(b.items)-1] = r
-			b.dropped++
-			b.mu.Unlock()
-			return nil
-		}
+// put adds b, evicting the oldest batch when full. It never blocks.
+func (s *results) put(b batch) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.items) == s.size {
+		copy(s.items, s.items[1:])
+		s.items = s.items[:len(s.items)-1]
+		s.dropped++
 	}
+	s.items = append(s.items, b)
 }
 
-// pop removes and returns the oldest entry; ok is false when empty.
-func (b *results) pop() (r result, ok bool) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if len(b.items) == 0 {
-		return result{}, false
+// pop removes and returns the oldest batch; ok is false when empty.
+func (s *results) pop() (b batch, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.items) == 0 {
+		return nil, false
 	}
-	r = b.items[0]
-	copy(b.items, b.items[1:])
-	b.items = b.items[:len(b.items)-1]
-	select {
-	case b.space <- struct{}{}:
-	default:
-	}
-	return r, true
+	b = s.items[0]
+	copy(s.items, s.items[1:])
+	s.items[len(s.items)-1] = nil
+	s.items = s.items[:len(s.items)-1]
+	return b, true
+}
+
+// empty reports whether no batch is buffered.
+func (s *results) empty() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.items) == 0
 }

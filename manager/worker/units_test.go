@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -103,14 +104,14 @@ func TestAnalyse(t *testing.T) {
 	}
 }
 
-func TestResultsWaitHonoursContext(t *testing.T) {
-	b := newResults(1, protocol.FillWait)
-	if err := b.put(t.Context(), result{frameID: 1}); err != nil {
+func TestFrameBufferWaitHonoursContext(t *testing.T) {
+	b := newFrameBuffer(1, protocol.FillWait, protocol.ConsumeLazy, make(chan struct{}, 1))
+	if err := b.put(t.Context(), frame{id: 1}); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
-	go func() { done <- b.put(ctx, result{frameID: 2}) }()
+	go func() { done <- b.put(ctx, frame{id: 2}) }()
 	select {
 	case err := <-done:
 		t.Fatalf("put into a full WAIT buffer returned %v", err)
@@ -125,7 +126,79 @@ func TestResultsWaitHonoursContext(t *testing.T) {
 	case <-time.After(waitLimit):
 		t.Fatal("put ignored its context")
 	}
-	if r, ok := b.pop(); !ok || r.frameID != 1 {
-		t.Fatalf("pop = %v %v", r.frameID, ok)
+	if f, ok, _ := b.take(); !ok || f.id != 1 {
+		t.Fatalf("take = %v %v", f.id, ok)
+	}
+}
+
+// The filling strategy decides what a put into a full buffer does, the
+// consumption strategy what a take returns (upstream's VideoSource).
+func TestFrameBufferStrategies(t *testing.T) {
+	tests := []struct {
+		filling, consumption string
+		want                 []int
+	}{
+		{protocol.FillDropOldest, protocol.ConsumeLazy, []int{3, 4, 5}},
+		{protocol.FillAdaptiveDropOldest, protocol.ConsumeLazy, []int{3, 4, 5}},
+		{protocol.FillDropLatest, protocol.ConsumeLazy, []int{1, 2, 3}},
+		{protocol.FillAdaptiveDropLatest, protocol.ConsumeLazy, []int{1, 2, 3}},
+		{protocol.FillDropOldest, protocol.ConsumeEager, []int{5}},
+		{protocol.FillDropLatest, protocol.ConsumeEager, []int{3}},
+	}
+	for _, tt := range tests {
+		b := newFrameBuffer(3, tt.filling, tt.consumption, make(chan struct{}, 1))
+		for id := 1; id <= 5; id++ {
+			if err := b.put(t.Context(), frame{id: id}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		b.close()
+		var got []int
+		for {
+			f, ok, done := b.take()
+			if done {
+				break
+			}
+			if !ok {
+				t.Fatalf("%s/%s: empty but not done", tt.filling, tt.consumption)
+			}
+			got = append(got, f.id)
+		}
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("%s/%s: took %v, want %v", tt.filling, tt.consumption, got, tt.want)
+		}
+	}
+}
+
+// The results sink keeps the newest results_buffer_size entries.
+func TestResultsKeepNewest(t *testing.T) {
+	s := newResults(3)
+	for id := 1; id <= 5; id++ {
+		s.put(batch{{frameID: id}})
+	}
+	var got []int
+	for b, ok := s.pop(); ok; b, ok = s.pop() {
+		got = append(got, b[0].frameID)
+	}
+	if want := []int{3, 4, 5}; !slices.Equal(got, want) {
+		t.Fatalf("kept %v, want %v", got, want)
+	}
+}
+
+// Numbers that are floats upstream stay floats in Python; timestamps are
+// what datetime.isoformat() writes for a naive datetime.
+func TestWireFormats(t *testing.T) {
+	for v, want := range map[pyFloat]string{25: "25.0", 0: "0.0", 0.5: "0.5", -3: "-3.0", 1e21: "1e+21"} {
+		b, err := v.MarshalJSON()
+		if err != nil || string(b) != want {
+			t.Errorf("pyFloat(%v) = %s, %v; want %s", float64(v), b, err, want)
+		}
+	}
+	at := time.Date(2026, 11, 29, 13, 28, 41, 340322999, time.Local)
+	if got, want := pyTime(at), "2026-11-29T13:28:41.340322"; got != want {
+		t.Errorf("pyTime = %q, want %q", got, want)
+	}
+	if got := pyTime(at.Truncate(time.Second)); !strings.HasSuffix(got, ":41.000000") {
+		t.Errorf("pyTime of a whole second = %q, want six zero digits", got)
 	}
 }

@@ -104,8 +104,7 @@ type y4mSource struct {
 	total  int
 }
 
-// openY4M opens path and parses its header, so init can refuse a bad file
-// before any goroutine starts.
+// openY4M opens path and parses its header.
 func openY4M(path string) (*y4mSource, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -148,6 +147,8 @@ func readLine(r *bufio.Reader) (string, error) {
 	}
 	return "", errors.New("header line too long")
 }
+
+func (s *y4mSource) live() bool { return false }
 
 func (s *y4mSource) props() sourceProps {
 	return sourceProps{width: s.header.width, height: s.header.height, fps: s.header.fps, total: s.total, isFile: true}

@@ -35,7 +35,7 @@ func TestConformance(t *testing.T) {
 		}, "success", wantNullID},
 		{"init", func(t *testing.T) map[string]any { return initRequest("synthetic://160x120") }, "success",
 			func(t *testing.T, env envelope) { id = wantSomeID(t, env) }},
-		{"init with a bad video_reference", func(t *testing.T) map[string]any { return initRequest("nosuchscheme://x") }, "invalid_payload",
+		{"init with a bad video_reference", func(t *testing.T) map[string]any { return initRequest("synthetic://0x10") }, "invalid_payload",
 			func(t *testing.T, env envelope) { wantSomeID(t, env) }},
 		{"list_pipelines shows the pipeline", func(t *testing.T) map[string]any { return map[string]any{"type": "list_pipelines"} }, "success",
 			func(t *testing.T, env envelope) {
@@ -162,6 +162,10 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// pyTimeLayout is upstream's timestamp form: naive ISO-8601 with
+// microseconds, as Python's datetime.isoformat() writes it.
+const pyTimeLayout = "2006-01-02T15:04:05.000000"
+
 // initRequest is an init request as the upstream client serialises it.
 func initRequest(video string) map[string]any {
 	return map[string]any{
@@ -217,7 +221,7 @@ func checkReport(t *testing.T, report map[string]any) {
 		if sev, _ := e["severity"].(float64); !slices.Contains([]float64{10, 20, 30, 40}, sev) {
 			t.Errorf("status update severity %v is not a logging level: %v", e["severity"], e)
 		}
-		if _, err := time.Parse(time.RFC3339Nano, str(e["timestamp"])); err != nil {
+		if _, err := time.Parse(pyTimeLayout, str(e["timestamp"])); err != nil {
 			t.Errorf("status update timestamp: %v", err)
 		}
 	}
@@ -256,7 +260,7 @@ func checkConsume(t *testing.T, env envelope) {
 		}
 	}
 	for _, f := range listOf(env.Response["frames_metadata"]) {
-		if _, err := time.Parse(time.RFC3339Nano, str(f["frame_timestamp"])); err != nil {
+		if _, err := time.Parse(pyTimeLayout, str(f["frame_timestamp"])); err != nil {
 			t.Errorf("frame_timestamp: %v", err)
 		}
 		if _, ok := f["frame_id"].(float64); !ok {

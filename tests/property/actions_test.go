@@ -15,9 +15,12 @@ import (
 // Video references init must accept, and ones it must refuse with
 // invalid_payload (leaving no table entry and no worker behind).
 var (
-	validRefs   = []string{"synthetic://32x24?fps=10", "synthetic://16x16?fps=25", "synthetic://48x32"}
-	invalidRefs = []any{"rtsp://camera.invalid/stream", "synthetic://0x0", "synthetic://axb",
-		"synthetic://32x24?fps=-1", "/nonexistent/clip.y4m", "", 42.0}
+	validRefs = []string{"synthetic://32x24?fps=10", "synthetic://16x16?fps=25", "synthetic://48x32"}
+	// Upstream accepts any URL, path or device id and reports a source
+	// it cannot open in status (issue 10), so only malformed references
+	// are refused.
+	invalidRefs = []any{"synthetic://0x0", "synthetic://axb",
+		"synthetic://32x24?fps=-1", "", 42.5, []any{}, map[string]any{"camera": 1}}
 )
 
 // Chaos faults as the actions draw them; slow_probe comes above and below

@@ -255,6 +255,20 @@ func (mc *machine) mayLeave(id string) string {
 // pipeline that had trouble may be being terminated or gone.
 func (mc *machine) answerLive(t *rapid.T, typ, id string, r protocol.Response) bool {
 	t.Helper()
+	// Upstream's state rule (issue 10): mute only while running, resume
+	// only while muted; otherwise StreamOperationNotAllowedError.
+	if p := mc.live[id]; p != nil && (typ == protocol.TypeMute || typ == protocol.TypeResume) {
+		refused := typ == protocol.TypeMute && p.muted || typ == protocol.TypeResume && !p.muted
+		if r.ErrorClass == protocol.ClassNotAllowed {
+			if !refused {
+				fatalf(t, "%s on %s (muted %v): %s, want success", typ, id, p.muted, describe(r))
+			}
+			return false
+		}
+		if refused && r.OK() {
+			fatalf(t, "%s on %s (muted %v) succeeded; upstream's stream refuses it", typ, id, p.muted)
+		}
+	}
 	switch {
 	case r.OK():
 		return true
