@@ -10,7 +10,7 @@ import (
 
 // Slack of the connection rule: connections the harness holds outside the
 // history (the sampler's inspect or list), and how long a server may keep
-// an answered connection's slot after the client read the answer.
+// a slot after its client read the answer or reset the connection.
 const (
 	harnessConnections = 2
 	slotReleaseLag     = 100 * time.Millisecond
@@ -227,7 +227,9 @@ func liveClientFault(faults []faultWindow, from, t, end int64) string {
 		if until < 0 {
 			until = end
 		}
-		if w.Invoke.Time <= t && from <= until {
+		// A reset reaches the server's reader at once, but its goroutine
+		// needs a moment to give the slot back.
+		if w.Invoke.Time <= t && from <= until+int64(slotReleaseLag) {
 			return w.F
 		}
 	}

@@ -73,6 +73,7 @@ func TestCheckLimitsConnections(t *testing.T) {
 		{name: "slots held for gone clients", data: abandon(1000, 1, nil), verdict: Invalid, want: "held for clients already gone"},
 		{name: "the cap really was full", data: abandon(1000, 6, nil), verdict: Valid, want: "1 refusals judged"},
 		{name: "during the abandon its clients are alive", data: abandon(600, 0, nil), verdict: Valid},
+		{name: "a reset slot is given back within the lag", data: abandon(760, 0, nil), verdict: Valid},
 		{name: "a burst holds live connections", data: abandon(1000, 0, func(h *hist) {
 			h.call(900, 1, Nemesis, protocol.FaultClientBurst, "", OpOK, nil, "")
 			h.call(1200, 1, Nemesis, healPrefix+protocol.FaultClientBurst, "", OpOK, nil, "")

@@ -62,7 +62,7 @@ func TestBenchQuickJSON(t *testing.T) {
 	if v, _ := floor["pipe_rtt_us"].(float64); !(v > 0) {
 		t.Errorf("floor.pipe_rtt_us = %v", floor["pipe_rtt_us"])
 	}
-	checkCells(t, "floor.cells", floor["cells"], 3, false)
+	checkCells(t, "floor.cells", floor["cells"], 6, false)
 	checkCells(t, "list", got["list"], 6, true)
 	checkCells(t, "status", got["status"], 6, true)
 	if ts, _ := got["targets"].([]any); len(ts) < 10 {

@@ -75,9 +75,13 @@ func TestQuantileAndRatio(t *testing.T) {
 		t.Errorf("p50 of nothing = %v, want 0", got)
 	}
 	c := Cell{Clients: 8, P50us: 300, OpsPerSec: 500}
-	c.ratioTo([]Cell{{Clients: 1, P50us: 50, OpsPerSec: 2000}, {Clients: 8, P50us: 200, OpsPerSec: 1000}})
+	c.ratioTo(Cell{Clients: 8, P50us: 200, OpsPerSec: 1000})
 	if c.FloorP50 != 1.5 || c.FloorOps != 0.5 {
-		t.Errorf("ratios %v %v, want 1.5 and 0.5 (the 8-client floor)", c.FloorP50, c.FloorOps)
+		t.Errorf("ratios %v %v, want 1.5 and 0.5", c.FloorP50, c.FloorOps)
+	}
+	c.ratioTo(Cell{Clients: 8}) // a floor cell with no answers leaves them
+	if c.FloorP50 != 1.5 || c.FloorOps != 0.5 {
+		t.Errorf("ratios %v %v after an empty floor cell, want them kept", c.FloorP50, c.FloorOps)
 	}
 }
 
@@ -85,7 +89,7 @@ func TestQuantileAndRatio(t *testing.T) {
 // counts as met.
 func TestTargets(t *testing.T) {
 	r := &Result{
-		Floor:  Floor{Cells: []Cell{{Clients: 1, P50us: 100, OpsPerSec: 10}}, PipeRTTus: 10},
+		Floor:  Floor{Cells: []Cell{{Clients: 1, Pipelines: 1, P50us: 100, OpsPerSec: 10}}, PipeRTTus: 10},
 		List:   []Cell{{Clients: 1, Pipelines: 1, FloorP50: 1.2}, {Clients: 8, Pipelines: 1, FloorOps: 0.5}},
 		Status: []Cell{{Clients: 1, Pipelines: 1, P50us: 120}},
 		// 64/1 on one pipeline

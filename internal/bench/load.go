@@ -144,13 +144,11 @@ func median(d []time.Duration) time.Duration {
 	return s[len(s)/2]
 }
 
-// ratioTo fills c's ratios against the floor cell with the same client count.
-func (c *Cell) ratioTo(floor []Cell) {
-	for _, f := range floor {
-		if f.Clients == c.Clients && f.P50us > 0 && f.OpsPerSec > 0 {
-			c.FloorP50 = c.P50us / f.P50us
-			c.FloorOps = c.OpsPerSec / f.OpsPerSec
-		}
+// ratioTo fills c's ratios against the floor cell f.
+func (c *Cell) ratioTo(f Cell) {
+	if f.P50us > 0 && f.OpsPerSec > 0 {
+		c.FloorP50 = c.P50us / f.P50us
+		c.FloorOps = c.OpsPerSec / f.OpsPerSec
 	}
 }
 

@@ -35,12 +35,14 @@ func targets(r *Result) []Target {
 			out = append(out, atLeast(fmt.Sprintf("list ops / floor, %d clients, %d pipelines", c.Clients, c.Pipelines), c.FloorOps, 0.7))
 		}
 	}
-	var floor1 float64
-	if len(r.Floor.Cells) > 0 {
-		floor1 = r.Floor.Cells[0].P50us
-	}
 	for _, c := range r.Status {
 		if c.Clients == 1 {
+			var floor1 float64
+			for _, f := range r.Floor.Cells {
+				if f.Clients == 1 && f.Pipelines == c.Pipelines {
+					floor1 = f.P50us
+				}
+			}
 			// Expressed as a ratio: p50 / (floor p50 + 3 pipe round trips) <= 1.
 			out = append(out, atMost(fmt.Sprintf("status p50 / (floor + 3 pipe RTT), 1 client, %d pipelines", c.Pipelines),
 				c.P50us/(floor1+3*r.Floor.PipeRTTus), 1))
@@ -75,15 +77,15 @@ func PrintTable(w io.Writer, r *Result) {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%.0f\t%.0f\t%.2f\t%.2f\t%d\t\n", what, p, c.Clients, c.OpsPerSec, c.P50us, c.P99us, c.FloorP50, c.FloorOps, c.Errors)
 	}
-	for _, c := range r.Floor.Cells {
+	for i, c := range r.Floor.Cells {
 		c.FloorP50, c.FloorOps = 1, 1
 		row("floor", c)
-	}
-	for _, c := range r.List {
-		row("list", c)
-	}
-	for _, c := range r.Status {
-		row("status", c)
+		if i < len(r.List) {
+			row("list", r.List[i])
+		}
+		if i < len(r.Status) {
+			row("status", r.Status[i])
+		}
 	}
 	_ = tw.Flush()
 	fmt.Fprintf(w, "\npipe round trip to a child: %.0f µs (median)\n", r.Floor.PipeRTTus)

@@ -53,7 +53,9 @@ type Machine struct {
 
 // Floor is the physical floor measured in the same run.
 type Floor struct {
-	Cells     []Cell  `json:"cells"`       // the no-work server at 1, 8, 64 clients
+	// Cells is the no-work server at 1, 8, 64 clients, measured beside
+	// 1 then 16 running pipelines, each right before the manager's cells.
+	Cells     []Cell  `json:"cells"`
 	PipeRTTus float64 `json:"pipe_rtt_us"` // median raw pipe round trip to a child
 }
 
@@ -115,22 +117,20 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return r, fmt.Errorf("bench: pipe round trip: %w", err)
 	}
 	r.Floor.PipeRTTus = float64(rtt.Nanoseconds()) / 1e3
+
+	say("floor, list and status")
 	floor, floorAddr, err := startFloor(o.Command)
 	if err != nil {
 		return r, err
 	}
-	for _, n := range clients {
-		r.Floor.Cells = append(r.Floor.Cells, load(ctx, floorAddr, [][]byte{request(protocol.TypeListPipelines, "")}, n, o.Cell, 10*time.Second))
-	}
-	floor.stop(5 * time.Second)
-
-	say("corral serve: list and status")
+	defer floor.stop(5 * time.Second)
 	s, err := startServe(o.Command, "--health-check-interval", healthInterval.String(),
 		"--health-check-timeout", healthTimeout.String(), "--max-health-failures", strconv.Itoa(healthFailures))
 	if err != nil {
 		return r, err
 	}
 	defer s.kill() // after a measured shutdown, a no-op
+	list := [][]byte{request(protocol.TypeListPipelines, "")}
 	var ids []string
 	for _, np := range []int{1, 16} {
 		more, err := s.initN(ctx, np-len(ids))
@@ -142,14 +142,20 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		for i, id := range ids {
 			status[i] = request(protocol.TypeStatus, id)
 		}
+		// The floor's cell right before the manager's at the same client
+		// count, beside the same running pipelines: a load spike from
+		// elsewhere lands on both sides of a ratio, not on one.
 		for _, n := range clients {
-			c := load(ctx, s.addr, [][]byte{request(protocol.TypeListPipelines, "")}, n, o.Cell, 10*time.Second)
+			f := load(ctx, floorAddr, list, n, o.Cell, 10*time.Second)
+			f.Pipelines = np
+			r.Floor.Cells = append(r.Floor.Cells, f)
+			c := load(ctx, s.addr, list, n, o.Cell, 10*time.Second)
 			c.Pipelines = np
-			c.ratioTo(r.Floor.Cells)
+			c.ratioTo(f)
 			r.List = append(r.List, c)
 			c = load(ctx, s.addr, status, n, o.Cell, 10*time.Second)
 			c.Pipelines = np
-			c.ratioTo(r.Floor.Cells)
+			c.ratioTo(f)
 			r.Status = append(r.Status, c)
 		}
 	}

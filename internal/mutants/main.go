@@ -13,7 +13,7 @@
 //
 // Usage (from the module root; make mutants runs it):
 //
-//	go run ./internal/mutants [-dir testdata/mutants] [-run REGEXP] [-keep]
+//	go run ./internal/mutants [-dir testdata/mutants] [-run REGEXP] [-keep] [-check]
 //
 // Output: one line per baseline run, then one line per mutant,
 // "<name>: caught by <checker>" or "<name>: SURVIVED (...)". Exit status 1
@@ -50,6 +50,7 @@ type options struct {
 	dir     string
 	filter  *regexp.Regexp
 	keep    bool
+	check   bool
 	timeout time.Duration
 	out     io.Writer
 	log     io.Writer
@@ -62,6 +63,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	filter := fl.String("run", "", "only mutants whose name matches this regexp")
 	keep := fl.Bool("keep", false, "keep the temporary folder (module copies, run folders, logs)")
 	timeout := fl.Duration("timeout", 5*time.Minute, "bound of one build or scenario run")
+	check := fl.Bool("check", false, "only check that every patch applies to the module as it is (seconds)")
 	if err := fl.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -82,7 +84,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mutants: %v\n", err)
 		return 2
 	}
-	o := options{root: root, dir: *dir, filter: re, keep: *keep, timeout: *timeout, out: stdout, log: stderr}
+	o := options{root: root, dir: *dir, filter: re, keep: *keep, timeout: *timeout, check: *check, out: stdout, log: stderr}
 	if !filepath.IsAbs(o.dir) {
 		o.dir = filepath.Join(root, o.dir)
 	}
@@ -132,6 +134,9 @@ func (o options) runAll(ctx context.Context) (bool, error) {
 	}
 	if len(ms) == 0 {
 		return false, fmt.Errorf("no mutant matches -run %q", o.filter)
+	}
+	if o.check {
+		return o.checkApply(ctx, ms), nil
 	}
 	tmp, err := os.MkdirTemp("", "corral-mutants-")
 	if err != nil {
@@ -185,6 +190,23 @@ func (o options) runAll(ctx context.Context) (bool, error) {
 		fmt.Fprintln(o.out, l)
 	}
 	return ok, nil
+}
+
+// checkApply reports, for each mutant, whether its patch applies to the
+// module as it is (git apply --check, nothing is changed).
+func (o options) checkApply(ctx context.Context, ms []Mutant) bool {
+	ok := true
+	for _, m := range ms {
+		cmd := exec.CommandContext(ctx, "git", "apply", "--check", m.Path)
+		cmd.Dir = o.root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			ok = false
+			fmt.Fprintf(o.out, "%s: does not apply (%s); redo the same slip on the new code\n", m.Name, strings.TrimSpace(string(out)))
+			continue
+		}
+		fmt.Fprintf(o.out, "%s: applies\n", m.Name)
+	}
+	return ok
 }
 
 // mutant copies the module, applies m, builds, runs and judges it; it
