@@ -334,12 +334,17 @@ func (r *runner) play(ctx context.Context) error {
 	workers.Wait()
 
 	// The final census: after the shutdown, once the processes have had
-	// the join timeout (plus a second) to go.
+	// the join timeout (plus a second) to go. While any remains it is
+	// taken no earlier than the shutdown's bound, so bounded_shutdown
+	// sees the workers that outlived a manager which exited at once.
 	r.mu.Lock()
-	signalled := r.shutdownRec.Signal != ""
+	signalled, requested := r.shutdownRec.Signal != "", time.Duration(r.shutdownRec.Requested)
 	r.mu.Unlock()
 	if signalled {
 		deadline := time.Now().Add(r.bounds.Join + time.Second)
+		if bound := r.start.Add(requested + r.bounds.Grace + r.bounds.Join + r.bounds.Epsilon + 100*time.Millisecond); bound.After(deadline) {
+			deadline = bound
+		}
 		for len(r.takeCensus()) > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
 			time.Sleep(100 * time.Millisecond)
 		}

@@ -212,7 +212,9 @@ func TestForeignSmokeJudgesTheUpstreamLikeFixture(t *testing.T) {
 		if code != 1 || rep.Valid {
 			t.Errorf("exit %d, valid %v: want 1 and invalid", code, rep.Valid)
 		}
-		want(t, rep, "no_leaked_processes", scenarios.Invalid, orphansOf(t, f)...)
+		orphans := orphansOf(t, f)
+		want(t, rep, "no_leaked_processes", scenarios.Invalid, orphans...)
+		want(t, rep, "bounded_shutdown", scenarios.Invalid, orphans...)
 		want(t, rep, "requests_answered", scenarios.Valid)
 	})
 	t.Run("fixed", func(t *testing.T) {
