@@ -29,12 +29,7 @@ func TestLateReplyWithNothingInFlightIsStale(t *testing.T) {
 // probes), one pipeline whose status answers take delay seconds, and a
 // status that timed out: its reply is still to come.
 func lateStatus(t *testing.T, delay float64) (*testkit.Rig, string) {
-	cfg := testConfig()
-	cfg.Chaos = true
-	cfg.QueueTimeout = 300 * time.Millisecond
-	cfg.CommandTimeoutFloor = 300 * time.Millisecond
-	cfg.HealthCheckInterval = time.Hour // keep probes out of the slot
-	r := testkit.StartManager(t, cfg, memory(t))
+	r := testkit.StartManager(t, noProbes(300*time.Millisecond, 300*time.Millisecond), memory(t))
 	id := r.Init(t)
 	if err := r.Client.Chaos(t.Context(), id, "slow_probe", map[string]any{"delay_seconds": delay}); err != nil {
 		t.Fatal(err)
@@ -111,4 +106,53 @@ func waitUnhealthyExit(t *testing.T, r *testkit.Rig, id string) {
 	if exit.Reason != manager.ExitUnhealthy {
 		t.Fatalf("exit reason = %q, want unhealthy", exit.Reason)
 	}
+}
+
+// A command that timed out backs its deadline off (RFC 6298): the next
+// one of the same kind waits twice as long, up to the queue timeout.
+func TestCommandTimeoutBacksOff(t *testing.T) {
+	cfg := noProbes(2*time.Second, 50*time.Millisecond)
+	r := testkit.StartManager(t, cfg, memory(t))
+	ctx := t.Context()
+	id := r.Init(t)
+	if _, err := r.Client.Status(ctx, id); err != nil { // a fast sample: the deadline drops to its floor
+		t.Fatal(err)
+	}
+	if err := r.Client.Chaos(ctx, id, "slow_probe", map[string]any{"delay_seconds": 0.4}); err != nil {
+		t.Fatal(err)
+	}
+	var after []time.Duration
+	for i := range 2 {
+		if _, err := r.Client.Status(ctx, id); !isType(err, protocol.ErrTypeOperation) {
+			t.Fatalf("slow status = %v, want operation_error (timeout)", err)
+		}
+		// Its late reply ends the worker's sleep: the next command is
+		// read at once and times out on its own deadline.
+		r.Events.WaitFor(t, "late reply", func(e manager.Event) bool {
+			s, ok := e.(manager.StaleResponse)
+			return ok && s.PipelineID == id && r.M.Snapshot().StaleResponses > int64(i)
+		})
+		for _, e := range r.Events.All() {
+			if c, ok := e.(manager.CommandTimedOut); ok && c.Command == protocol.TypeStatus && len(after) == i {
+				if i == 0 || c.After != after[0] {
+					after = append(after, c.After)
+				}
+			}
+		}
+	}
+	if len(after) != 2 || after[1] != min(2*after[0], cfg.QueueTimeout) {
+		t.Fatalf("deadlines of two timed-out statuses = %v, want the second twice the first", after)
+	}
+}
+
+// noProbes is a chaos-enabled configuration whose command deadlines adapt
+// between floor and queueTimeout and whose health loop never probes (it
+// would take the slot).
+func noProbes(queueTimeout, floor time.Duration) manager.Config {
+	cfg := testConfig()
+	cfg.Chaos = true
+	cfg.QueueTimeout = queueTimeout
+	cfg.CommandTimeoutFloor = floor
+	cfg.HealthCheckInterval = time.Hour
+	return cfg
 }
