@@ -86,16 +86,18 @@ sim:
 # error here: some mutants live where the tier does not reach (real
 # processes, memory admission); make mutants judges them with the harness.
 VMUTANT_CHECKS ?= 2000
+VMUTANTS ?= *
 mutants-virtual:
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
-	for p in testdata/mutants/*.patch; do \
+	for p in testdata/mutants/$(VMUTANTS).patch; do \
 		name=$$(basename $$p .patch); dst=$$tmp/$$name; mkdir -p $$dst; \
 		git ls-files -z | xargs -0 cp --parents -t $$dst; \
 		if ! (cd $$dst && git apply $(CURDIR)/$$p) >/dev/null 2>&1; then echo "VMUTANT $$name ERROR: the patch does not apply"; rm -rf $$dst; continue; fi; \
 		if (cd $$dst/tests/property && $(GO) test -count=1 -run '^TestVirtualTime$$' . -rapid.checks=$(VMUTANT_CHECKS) -rapid.nofailfile) > $$dst.log 2>&1; then \
 			echo "VMUTANT $$name SURVIVED $(VMUTANT_CHECKS) cases"; \
 		else \
-			echo "VMUTANT $$name caught: $$(grep -m1 -oE '\[rapid\] (failed|panic|flaky)[^:]*: .*|FAIL.*build failed|panic: .*' $$dst.log)"; \
+			why=$$(grep -m1 -E '\[rapid\] (failed|panic|flaky)|build failed|^panic: ' $$dst.log | sed 's/^[[:space:]]*//' | cut -c1-200); \
+			echo "VMUTANT $$name caught: $${why:-see go test output}"; \
 		fi; \
 		rm -rf $$dst; \
 	done
