@@ -147,9 +147,9 @@ func checkRightWorker(t *testing.T, f *foreign.Fixture, ops []scenarios.Op) {
 
 // foreignRunArgs runs foreign-smoke against the fixture with the upstream
 // profile.
-func foreignRunArgs(f *foreign.Fixture, extra ...string) []string {
-	return append([]string{"foreign-smoke", "--target", f.Addr, "--target-pid", strconv.Itoa(f.Pid),
-		"--profile", "upstream", "--bounds", fixtureBounds}, extra...)
+func foreignRunArgs(f *foreign.Fixture) []string {
+	return []string{"foreign-smoke", "--target", f.Addr, "--target-pid", strconv.Itoa(f.Pid),
+		"--profile", "upstream", "--bounds", fixtureBounds}
 }
 
 // The harness, pointed at the upstream-like fixture, names each of its

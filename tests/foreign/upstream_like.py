@@ -11,8 +11,9 @@ Behaviour (what the harness must cope with):
   length then UTF-8 JSON; header and body go out in one write; every answer
   is {"request_id", "response", "pipeline_id"}.
 - Serial server: one connection at a time (each accepted socket gets the
-  socket timeout), then a health pass every --health-interval seconds
-  between connections.
+  socket timeout; a request that does not arrive within it is answered
+  invalid_payload), then a health pass every --health-interval seconds
+  between connections. No cap on the size a header announces.
 - Workers are `multiprocessing` children (fork) in the manager's process
   group; nothing in their command line or environment names their pipeline.
   Each plays a synthetic source (frames at max_fps, default 10) into a

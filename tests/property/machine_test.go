@@ -197,6 +197,12 @@ func (mc *machine) do(t *rapid.T, typ, id string, fields map[string]any) protoco
 	if err := shapeError(req, resp); err != nil {
 		fatal(t, err)
 	}
+	if mc.vt != nil && protocol.ForwardedToWorker(typ) && typ != protocol.TypeTerminate && took > mc.cfg.QueueTimeout {
+		// QueueTimeout is the ceiling of a forwarded command's deadline,
+		// the wait for the worker's slot included (manager/channel.go).
+		fatalf(t, "%s on %q answered after %s of virtual time, past the ceiling of its deadline %s (STREAM_MANAGER_QUEUE_TIMEOUT)",
+			typ, id, took, mc.cfg.QueueTimeout)
+	}
 	if mc.vt != nil && steady && took != 0 {
 		fatalf(t, "%s on steady pipeline %q answered after %s of virtual time; a steady worker answers at once and nothing else (a probe, another pipeline) may hold it%s",
 			typ, id, took, mc.ev.history(id))

@@ -76,7 +76,7 @@ const (
 // and the actions are logged.
 func TestPlantedVirtual(t *testing.T) {
 	restore := setRapidFlags(t, map[string]string{
-		"rapid.checks":     "1500", // a bug must show within this many cases
+		"rapid.checks":     "5000", // a bug must show within this many cases
 		"rapid.nofailfile": "true",
 		"rapid.shrinktime": envOr("CORRAL_PLANTED_SHRINKTIME", "6s"),
 	})

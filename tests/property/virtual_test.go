@@ -241,6 +241,9 @@ func (mc *machine) checkVirtual(t *rapid.T) {
 				}
 			}
 		case manager.ProbeResult:
+			if e.Err == nil && e.ConsecutiveFailures != 0 {
+				fatalf(t, "successful probe of %s left %d consecutive failures", e.PipelineID, e.ConsecutiveFailures)
+			}
 			if errors.Is(e.Err, manager.ErrChannelBroken) {
 				delete(vt.probes, e.PipelineID) // its last probe: the loop ends
 				break
@@ -270,10 +273,32 @@ func (mc *machine) checkVirtual(t *rapid.T) {
 		mc.noteTimeoutEvent(last, e)
 	}
 	floor, ceiling := mc.timeoutRange("probe")
-	for _, p := range mc.m.Snapshot().Pipelines {
+	snap := mc.m.Snapshot()
+	for _, p := range snap.Pipelines {
 		if d := time.Duration(p.Health.ProbeTimeout * float64(time.Second)); d < floor-time.Microsecond || d > ceiling+time.Microsecond {
 			fatalf(t, "pipeline %s: probe timeout %s outside [%s, %s]", p.PipelineID, d, floor, ceiling)
 		}
+		// A success clears the failure count with the error; a failure
+		// sets both (manager/health.go recordHealth, channelBroke).
+		if (p.Health.ConsecutiveFailures == 0) != (p.Health.LastError == "") {
+			fatalf(t, "pipeline %s: %d consecutive failures but last error %q", p.PipelineID, p.Health.ConsecutiveFailures, p.Health.LastError)
+		}
+	}
+	// The in-memory census: once the bubble is quiet, every worker still
+	// running is one the table holds (a worker whose pipeline left, or
+	// whose init failed, has been stopped and reaped).
+	vt.mu.Lock()
+	alive := 0
+	for _, p := range vt.launched {
+		select {
+		case <-p.Done():
+		default:
+			alive++
+		}
+	}
+	vt.mu.Unlock()
+	if alive != len(snap.Pipelines) {
+		fatalf(t, "%d worker loops running, %d table entries: a worker outlived its entry (or an entry its worker)", alive, len(snap.Pipelines))
 	}
 }
 
@@ -396,6 +421,7 @@ func (mc *machine) burst(t *rapid.T) {
 			}
 		case mc.live[s.id] == nil:
 			// An earlier answer of this burst showed it gone.
+		case mc.refusedByState(s.typ, s.p, a.resp):
 		case mc.answerLive(t, s.typ, s.id, a.resp):
 			switch s.typ {
 			case protocol.TypeMute:
