@@ -25,6 +25,7 @@ const (
 	effectSlowProbe
 	effectCorrupt
 	effectAbandon
+	effectStall
 )
 
 // fault is a catalogue entry: metadata plus its inject function.
@@ -48,6 +49,7 @@ func (f *fault) SlowsProbes() bool         { return f.effect&effectSlowProbe != 
 func (f *fault) CorruptsReplies() bool     { return f.effect&effectCorrupt != 0 }
 func (f *fault) AbandonsConnections() bool { return f.effect&effectAbandon != 0 }
 func (f *fault) InWorker() bool            { return f.level == LevelWorker }
+func (f *fault) StallsSources() bool       { return f.effect&effectStall != 0 }
 func (f *fault) EndsManager() bool         { return f.level == LevelManager }
 
 // Inject checks what every fault needs, applies the default duration, and

@@ -96,6 +96,16 @@ type Fault interface {
 	EndsManager() bool
 }
 
+// Stalling is implemented by catalogue faults; StallsSources reports that
+// the worker keeps answering while its sources stay connected and deliver
+// no frame (a camera that stops sending): its frame watchdog must report
+// the stall within STREAM_MANAGER_SOURCE_STALL_TIMEOUT, and a source that
+// cannot reconnect fails the health probe from then on. It is a separate
+// interface so that other Fault implementations need not change.
+type Stalling interface {
+	StallsSources() bool
+}
+
 // Lasting is implemented by catalogue faults that last until healed.
 // DefaultFor is how long they last when Spec.For is 0; PlanFaults uses it to
 // fill Planned.For. It is a separate interface, not a Fault method, so that

@@ -10,7 +10,7 @@ import (
 // TestCatalogueEffects pins each fault's effect predicates: checkers decide
 // by them, so a change here changes what the harness judges.
 func TestCatalogueEffects(t *testing.T) {
-	type effects struct{ kills, exits, hangs, slows, corrupts, abandons, inWorker, endsManager bool }
+	type effects struct{ kills, exits, hangs, slows, corrupts, abandons, inWorker, endsManager, stalls bool }
 	want := map[string]effects{
 		protocol.FaultCrash:            {kills: true},
 		protocol.FaultWorkerCrash:      {exits: true, inWorker: true},
@@ -22,6 +22,7 @@ func TestCatalogueEffects(t *testing.T) {
 		protocol.FaultIgnoreSigterm:    {inWorker: true},
 		protocol.FaultSlowStart:        {inWorker: true},
 		protocol.FaultSpawnGrandchild:  {inWorker: true},
+		protocol.FaultFreezeSource:     {inWorker: true, stalls: true},
 		protocol.FaultClientStall:      {},
 		protocol.FaultClientDisconnect: {},
 		protocol.FaultOversizedFrame:   {},
@@ -42,7 +43,9 @@ func TestCatalogueEffects(t *testing.T) {
 			t.Errorf("fault %s has no pinned effects", f.Name())
 			continue
 		}
-		got := effects{f.Kills(), f.Exits(), f.Hangs(), f.SlowsProbes(), f.CorruptsReplies(), f.AbandonsConnections(), f.InWorker(), f.EndsManager()}
+		stalling, _ := f.(chaos.Stalling)
+		got := effects{f.Kills(), f.Exits(), f.Hangs(), f.SlowsProbes(), f.CorruptsReplies(), f.AbandonsConnections(), f.InWorker(), f.EndsManager(),
+			stalling != nil && stalling.StallsSources()}
 		if got != w {
 			t.Errorf("%s: effects %+v, want %+v", f.Name(), got, w)
 		}

@@ -123,8 +123,8 @@ func TestCatalogue(t *testing.T) {
 			t.Errorf("Lookup(%s) failed", f.Name())
 		}
 	}
-	if !slices.IsSorted(names) || len(names) != 19 {
-		t.Fatalf("catalogue = %v, want 19 names sorted", names)
+	if !slices.IsSorted(names) || len(names) != 20 {
+		t.Fatalf("catalogue = %v, want 20 names sorted", names)
 	}
 	n := 0
 	for level, ls := range chaos.Levels() {

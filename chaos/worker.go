@@ -44,6 +44,8 @@ func workerFaults() []workerFault {
 		{name: protocol.FaultGarbageOutput, command: protocol.ChaosGarbageOutput, effect: effectCorrupt, heal: true, defaultFor: armedFor},
 		{name: protocol.FaultIgnoreSigterm, command: protocol.ChaosIgnoreSigterm, heal: true, defaultFor: armedFor},
 		{name: protocol.FaultSlowStart, command: protocol.ChaosSlowStart, heal: true, defaultFor: armedFor, params: delay(2 * time.Second)},
+		// A camera that stays connected and stops sending, until heal.
+		{name: protocol.FaultFreezeSource, command: protocol.ChaosFreezeSource, effect: effectStall, heal: true, defaultFor: armedFor},
 		// A grandchild cannot be taken back; it ends with its worker.
 		{name: protocol.FaultSpawnGrandchild, command: protocol.ChaosSpawnGrandchild},
 		{name: protocol.FaultWorkerCrash, command: protocol.ChaosCrash, effect: effectExit,

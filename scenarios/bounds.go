@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/corral-dev/corral/manager"
+	"github.com/corral-dev/corral/manager/protocol"
 )
 
 // Where a bound came from (Bounds.From values), lowest precedence first.
@@ -160,6 +161,8 @@ func resolveBounds(cfg manager.Config, sc *Scenario, flag BoundsSpec, p Profile)
 	if p.Serial {
 		b.CrashDetection = 2*b.HealthInterval + b.QueueTimeout
 	}
+	// Checked when the scenario was loaded (manager.Config.FromEnv).
+	b.SourceStall, _ = protocol.ParseSourceStallTimeout(sc.Manager[protocol.EnvSourceStallTimeout])
 	for _, k := range boundNames {
 		b.From[k] = BoundFromDefault
 		if v, ok := managerVar[k]; ok {

@@ -188,6 +188,9 @@ func (s *Scenario) Validate() error {
 		for _, st := range manager.Settings() {
 			known[st.Env] = true
 		}
+		for _, env := range protocol.WorkerSettings {
+			known[env] = true
+		}
 		for _, k := range slices.Sorted(maps.Keys(s.Manager)) {
 			if !known[k] {
 				bad("manager."+k, "not a manager setting (see corral serve --help)")

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/corral-dev/corral/chaos"
 	"github.com/corral-dev/corral/manager/protocol"
 )
 
@@ -398,7 +399,14 @@ func checkHangDetected(d *RunData) Result {
 					break
 				}
 			}
-		case w.Fault.Hangs() || slowAbove:
+		case w.Fault.Hangs() || slowAbove || stallsSources(w.Fault) && b.SourceStall > 0:
+			bound := bound
+			if stallsSources(w.Fault) {
+				// The watchdog reports the stall within its timeout
+				// (plus its quarter-timeout tick); from then on every
+				// probe fails, as for a hang.
+				bound += b.SourceStall + b.SourceStall/4
+			}
 			if time.Duration(wEnd-w.Start) <= bound {
 				continue // too short to require detection
 			}
@@ -416,6 +424,13 @@ func checkHangDetected(d *RunData) Result {
 		}
 	}
 	return withObservables(detectionResult(n, "hang", bound, details, unknown), polls)
+}
+
+// stallsSources reports a fault whose worker answers while its sources
+// deliver nothing (chaos.Stalling).
+func stallsSources(f chaos.Fault) bool {
+	s, ok := f.(chaos.Stalling)
+	return ok && s.StallsSources()
 }
 
 func entryState(p *protocol.PipelineInfo) string {

@@ -2,6 +2,7 @@ package scenarios
 
 import (
 	"testing"
+	"time"
 
 	"github.com/corral-dev/corral/manager/protocol"
 )
@@ -58,5 +59,34 @@ func TestCheckersDecideByEffect(t *testing.T) {
 	runCheckCases(t, checkCrashDetected, []checkCase{
 		{name: protocol.FaultWorkerCrash, data: hung(protocol.FaultWorkerCrash), verdict: Valid, want: "no crash in this run"},
 		{name: protocol.FaultCrash, data: hung(protocol.FaultCrash), verdict: Invalid, want: "still in the table"},
+	})
+}
+
+// TestFrozenSourceDetection: a frozen source (freeze_source) must lead to
+// the pipeline's removal within the stall timeout plus the hang bound; a
+// freeze shorter than that, or with the watchdog off, requires nothing.
+func TestFrozenSourceDetection(t *testing.T) {
+	frozen := func(stall time.Duration, until int, removed bool) func() *RunData {
+		return func() *RunData {
+			h := &hist{}
+			h.fault(100, until, protocol.FaultFreezeSource, "p1", nil)
+			d := runData(h)
+			d.Bounds.SourceStall = stall
+			bound := HangBound(d.Bounds) + stall + stall/4
+			at := 100 + int(bound.Milliseconds()) + 200 // a sample past the bound
+			e := entry("p1", 11, protocol.StateRunning)
+			if removed {
+				at = 100 + int(bound.Milliseconds())/2
+				e.MarkedForRemoval = true
+			}
+			d.Inspects = []InspectSample{inspectAt(at, []string{"p1"}, e)}
+			return d
+		}
+	}
+	runCheckCases(t, checkHangDetected, []checkCase{
+		{name: "not removed", data: frozen(time.Second, 60000, false), verdict: Invalid, want: "not marked for removal"},
+		{name: "removed", data: frozen(time.Second, 60000, true), verdict: Valid},
+		{name: "shorter than the bound", data: frozen(time.Second, 1500, false), verdict: Valid},
+		{name: "watchdog off", data: frozen(0, 60000, false), verdict: Valid},
 	})
 }

@@ -99,6 +99,9 @@ type Bounds struct {
 	MaxConnections int
 	// Epsilon is the slack allowed on every bound (scheduling, reaping).
 	Epsilon time.Duration
+	// SourceStall is the workers' frame watchdog timeout
+	// (STREAM_MANAGER_SOURCE_STALL_TIMEOUT; 0: off).
+	SourceStall time.Duration
 	// From names where each bound (by its bounds: key) came from.
 	From map[string]string
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -159,6 +160,14 @@ func Run(ctx context.Context, sc *Scenario, o Options) (*Report, error) {
 	if o.Target == "" {
 		eo := o
 		eo.WrapLauncher = r.watchSweep(o.WrapLauncher)
+		// Worker settings of the manager: section reach the workers
+		// through their environment (they have no manager flag).
+		eo.WorkerEnv = slices.Clone(o.WorkerEnv)
+		for _, k := range protocol.WorkerSettings {
+			if v, ok := r.sc.Manager[k]; ok {
+				eo.WorkerEnv = append(eo.WorkerEnv, k+"="+v)
+			}
+		}
 		r.tgt, err = startEmbedded(r.cfg, eo, r.dir, log, r.tr)
 	} else {
 		r.tgt, err = connectExternal(ctx, o.Target, o.TargetPid)

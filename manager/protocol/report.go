@@ -77,3 +77,8 @@ func ParseDecodeSize(v string) (width, height int, err error) {
 	}
 	return w, h, nil
 }
+
+// WorkerSettings are the variables a worker reads from the environment it
+// inherits (no manager flag sets them): `corral serve` checks them at start,
+// and a scenario's manager: section passes them to its workers.
+var WorkerSettings = []string{EnvSourceStallTimeout, EnvDecodeSize}
