@@ -50,7 +50,7 @@ ffmpeg:
 # The long property-test tier: many more, longer random command and fault
 # sequences, in-memory workers then real processes (CORRAL_PROPERTY_CHECKS
 # sets the in-memory count, a tenth of it runs real processes), and 20,000
-# cases of the virtual-time tier (CORRAL_VIRTUAL_CHECKS); about fifteen
+# cases of the virtual-time tier (CORRAL_VIRTUAL_CHECKS); about twenty
 # minutes on 2 cores. A failing case is shrunk and saved under
 # tests/property/testdata/rapid/ and replayed first by every later run; its
 # seed and replay command are printed at the end.
@@ -85,6 +85,9 @@ sim:
 # each, "caught" with rapid's failure or "SURVIVED". A survivor is not an
 # error here: some mutants live where the tier does not reach (real
 # processes, memory admission); make mutants judges them with the harness.
+# Each mutant's run is bounded by 3 minutes: a mutant that holds a mutex
+# across a wait freezes the bubble's clock (sync.Mutex is not a durable
+# block for testing/synctest) and is reported as such.
 VMUTANT_CHECKS ?= 2000
 VMUTANTS ?= *
 mutants-virtual:
@@ -93,10 +96,11 @@ mutants-virtual:
 		name=$$(basename $$p .patch); dst=$$tmp/$$name; mkdir -p $$dst; \
 		git ls-files -z | xargs -0 cp --parents -t $$dst; \
 		if ! (cd $$dst && git apply $(CURDIR)/$$p) >/dev/null 2>&1; then echo "VMUTANT $$name ERROR: the patch does not apply"; rm -rf $$dst; continue; fi; \
-		if (cd $$dst/tests/property && $(GO) test -count=1 -run '^TestVirtualTime$$' . -rapid.checks=$(VMUTANT_CHECKS) -rapid.nofailfile) > $$dst.log 2>&1; then \
+		if (cd $$dst/tests/property && $(GO) test -count=1 -timeout 3m -run '^TestVirtualTime$$' . -rapid.checks=$(VMUTANT_CHECKS) -rapid.nofailfile) > $$dst.log 2>&1; then \
 			echo "VMUTANT $$name SURVIVED $(VMUTANT_CHECKS) cases"; \
 		else \
 			why=$$(grep -m1 -E '\[rapid\] (failed|panic|flaky)|build failed|^panic: ' $$dst.log | sed 's/^[[:space:]]*//' | cut -c1-200); \
+			case "$$why" in *"test timed out"*) why="the bubble froze (a goroutine waits on a lock held across a wait, so the virtual clock cannot move): $$why";; esac; \
 			echo "VMUTANT $$name caught: $${why:-see go test output}"; \
 		fi; \
 		rm -rf $$dst; \
