@@ -200,8 +200,8 @@ func (mc *machine) do(t *rapid.T, typ, id string, fields map[string]any) protoco
 	if mc.vt != nil && protocol.ForwardedToWorker(typ) && typ != protocol.TypeTerminate && took > mc.cfg.QueueTimeout {
 		// QueueTimeout is the ceiling of a forwarded command's deadline,
 		// the wait for the worker's slot included (manager/channel.go).
-		fatalf(t, "%s on %q answered after %s of virtual time, past the ceiling of its deadline %s (STREAM_MANAGER_QUEUE_TIMEOUT)",
-			typ, id, took, mc.cfg.QueueTimeout)
+		fatalf(t, "%s on %q answered after %s of virtual time, past the ceiling of its deadline %s (STREAM_MANAGER_QUEUE_TIMEOUT)%s",
+			typ, id, took, mc.cfg.QueueTimeout, mc.ev.history(id))
 	}
 	if mc.vt != nil && steady && took != 0 {
 		fatalf(t, "%s on steady pipeline %q answered after %s of virtual time; a steady worker answers at once and nothing else (a probe, another pipeline) may hold it%s",
@@ -263,7 +263,9 @@ func (mc *machine) answerLive(t *rapid.T, typ, id string, r protocol.Response) b
 	t.Helper()
 	// Upstream's state rule (issue 10): mute only while running, resume
 	// only while muted; otherwise StreamOperationNotAllowedError.
-	if p := mc.live[id]; p != nil && (typ == protocol.TypeMute || typ == protocol.TypeResume) {
+	// After an unknown outcome (a timed-out mute or resume may have
+	// happened) the model does not know the state: the rule is not judged.
+	if p := mc.live[id]; p != nil && p.volatile == "" && (typ == protocol.TypeMute || typ == protocol.TypeResume) {
 		refused := typ == protocol.TypeMute && p.muted || typ == protocol.TypeResume && !p.muted
 		if r.ErrorClass == protocol.ClassNotAllowed {
 			if !refused {
