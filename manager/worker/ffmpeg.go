@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -63,9 +62,10 @@ func openFFmpeg(ctx context.Context, dec decoding, inputArgs []string, input str
 	args = append(args, "-i", input, "-an", "-sn", "-dn",
 		"-vf", fmt.Sprintf("scale=%d:%d,format=gray", dec.width, dec.height),
 		"-f", "rawvideo", "-pix_fmt", "gray", "pipe:1")
+	// No Pdeathsig: it fires when the forking OS thread exits, which Go
+	// does not promise to outlive the child; a killed worker's child dies
+	// with its process group, which the manager kills.
 	cmd := exec.Command(path, args...)
-	// Pdeathsig ends the child if the worker dies without closing it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err

@@ -222,7 +222,7 @@ func (p *pipeline) failSource(f *feed, kind string, err error) {
 		"source_id": f.id, "source_reference": f.spec.reference,
 		"error_type": "SourceConnectionError", "error_message": err.Error(),
 	})
-	p.monitor.transition(f.id, stateError)
+	p.monitor.fail(f.id)
 	p.log.Error("source failed", "source_id", f.id, "reference", f.spec.reference, "err", err)
 }
 

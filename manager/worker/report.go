@@ -226,6 +226,15 @@ func (m *monitor) resetClock(id int, at time.Time) {
 	m.sources[id].lastFrame = at
 }
 
+// fail moves source id to ERROR for good (its reader has ended): a stall
+// reported while it was connecting is over.
+func (m *monitor) fail(id int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.sources[id].stalled = false
+	m.transitionLocked(id, stateError)
+}
+
 // finish records the end of the inference stage.
 func (m *monitor) finish() {
 	m.mu.Lock()
