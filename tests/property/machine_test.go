@@ -52,6 +52,10 @@ type tier struct {
 // pipe is the model of one pipeline a client created.
 type pipe struct {
 	muted bool
+	// mutedUnsure: a mute or resume had an unknown outcome (it timed
+	// out, and may still have taken effect), so muted is not known until
+	// the next mute or resume answers.
+	mutedUnsure bool
 	// volatile says why the pipeline may leave the table by itself (a
 	// fault, a SIGSTOP, an unknown outcome); "" means it must stay until
 	// terminated.
@@ -267,14 +271,21 @@ func (mc *machine) answerLive(t *rapid.T, typ, id string, r protocol.Response) b
 	// happened) the model does not know the state: the rule is not judged.
 	if p := mc.live[id]; p != nil && p.volatile == "" && (typ == protocol.TypeMute || typ == protocol.TypeResume) {
 		refused := typ == protocol.TypeMute && p.muted || typ == protocol.TypeResume && !p.muted
-		if r.ErrorClass == protocol.ClassNotAllowed {
-			if !refused {
+		switch {
+		case isTimeout(r):
+			p.mutedUnsure = true
+		case r.ErrorClass == protocol.ClassNotAllowed:
+			if !refused && !p.mutedUnsure {
 				fatalf(t, "%s on %s (muted %v): %s, want success", typ, id, p.muted, describe(r))
 			}
+			// The refusal tells the state: mute is refused while
+			// muted, resume while running.
+			p.muted, p.mutedUnsure = typ == protocol.TypeMute, false
 			return false
-		}
-		if refused && r.OK() {
+		case refused && r.OK() && !p.mutedUnsure:
 			fatalf(t, "%s on %s (muted %v) succeeded; upstream's stream refuses it", typ, id, p.muted)
+		case r.OK():
+			p.mutedUnsure = false
 		}
 	}
 	switch {
