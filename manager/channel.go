@@ -135,6 +135,11 @@ func (w *workerChan) refuseNew() {
 // call sends cmd and waits for its reply, at most timeout in all (waiting
 // for the slot included).
 func (w *workerChan) call(ctx context.Context, cmd protocol.WorkerCommand, timeout time.Duration, o callOpts) (protocol.Response, error) {
+	// One deadline for the whole call: the write below must not restart
+	// it after a wait for the slot (found in virtual time by
+	// tests/property: a command queued behind a probe of a hung worker
+	// answered after 1.25x its deadline).
+	deadline := time.Now().Add(timeout)
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	if o.try {
@@ -190,7 +195,6 @@ func (w *workerChan) call(ctx context.Context, cmd protocol.WorkerCommand, timeo
 	if err != nil {
 		return protocol.Response{}, fmt.Errorf("manager: encode command: %w", err)
 	}
-	deadline := time.Now().Add(timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}

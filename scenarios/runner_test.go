@@ -82,3 +82,23 @@ func TestRunEmbedded(t *testing.T) {
 	checkRunTraces(t, rep)
 	Require(t, rep)
 }
+
+// A logical pipeline whose first init failed has no id yet; it must still
+// be handed to the keeper, or a scenario whose inits fail makes one init
+// per pipeline and never again.
+func TestFailedFirstInitIsRetried(t *testing.T) {
+	p := newPipelines()
+	p.markLost(1, "")
+	if got := p.lostOnes(); len(got) != 1 || got[0] != 1 {
+		t.Fatalf("lost after a failed first init = %v, want [1]", got)
+	}
+	p.set(1, "a")
+	p.markLost(1, "stale") // another id: ignored
+	if got := p.lostOnes(); len(got) != 0 {
+		t.Fatalf("lost after a stale id = %v, want none", got)
+	}
+	p.markLost(1, "a")
+	if got := p.lostOnes(); len(got) != 1 {
+		t.Fatalf("lost after its own id = %v, want [1]", got)
+	}
+}

@@ -52,10 +52,12 @@ func (p *pipelines) set(k int, id string) {
 }
 
 // markLost records that k's pipeline id is gone; a stale id (k already
-// re-started) is ignored.
+// re-started) is ignored. id "" (a failed init) marks k lost whether or not
+// it ever had an id, so the keeper retries a pipeline whose first init
+// failed.
 func (p *pipelines) markLost(k int, id string) {
 	p.mu.Lock()
-	if cur, ok := p.ids[k]; ok && (id == "" || cur == id) {
+	if cur, ok := p.ids[k]; id == "" || (ok && cur == id) {
 		p.lost[k] = true
 	}
 	p.mu.Unlock()

@@ -221,9 +221,6 @@ func (mc *machine) command(typ string) func(*rapid.T) {
 			}
 			return
 		}
-		if mc.refusedByState(typ, p, r) {
-			return
-		}
 		if mc.answerLive(t, typ, id, r) {
 			switch typ {
 			case protocol.TypeMute:
@@ -233,18 +230,6 @@ func (mc *machine) command(typ string) func(*rapid.T) {
 			}
 		}
 	}
-}
-
-// refusedByState reports a mute of a muted pipeline or a resume of a
-// running one refused as upstream refuses it (StreamOperationNotAllowed,
-// an operation_error; PROTOCOL.md's state rules: mute only when running,
-// resume only when paused or muted). The state is unchanged.
-func (mc *machine) refusedByState(typ string, p *pipe, r protocol.Response) bool {
-	switch {
-	case typ == protocol.TypeMute && p.muted, typ == protocol.TypeResume && !p.muted:
-		return isType(r, protocol.ErrTypeOperation) && r.ErrorClass == protocol.ClassNotAllowed
-	}
-	return false
 }
 
 func (mc *machine) terminate(t *rapid.T) {

@@ -17,6 +17,11 @@ import (
 // boundChecks is the count of each bound's check in `make test`.
 const boundChecks = 60
 
+// drawMs draws a duration of lo..hi milliseconds.
+func drawMs(rt *rapid.T, label string, lo, hi int) time.Duration {
+	return time.Duration(rapid.IntRange(lo, hi).Draw(rt, label)) * time.Millisecond
+}
+
 // boundMachine starts a virtual-tier machine with cfg and one pipeline.
 func boundMachine(rt *rapid.T, cfg manager.Config) (*machine, string) {
 	tr := virtualTier()
@@ -48,13 +53,13 @@ func TestHangDetectionBound(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
 		rapid.SyncTest(rt, func(rt *rapid.T) {
 			cfg := virtualTier().cfg
-			cfg.HealthCheckInterval = time.Duration(rapid.IntRange(20, 2000).Draw(rt, "interval_ms")) * time.Millisecond
-			cfg.HealthCheckTimeout = time.Duration(rapid.IntRange(50, 3000).Draw(rt, "probe_timeout_ms")) * time.Millisecond
-			cfg.ProbeTimeoutFloor = time.Duration(rapid.IntRange(10, 200).Draw(rt, "probe_floor_ms")) * time.Millisecond
+			cfg.HealthCheckInterval = drawMs(rt, "interval_ms", 20, 2000)
+			cfg.HealthCheckTimeout = drawMs(rt, "probe_timeout_ms", 50, 3000)
+			cfg.ProbeTimeoutFloor = drawMs(rt, "probe_floor_ms", 10, 200)
 			cfg.MaxHealthFailures = rapid.IntRange(1, 5).Draw(rt, "max_failures")
 			mc, id := boundMachine(rt, cfg)
 			defer mc.abort()
-			time.Sleep(time.Duration(rapid.IntRange(0, 5000).Draw(rt, "healthy_ms")) * time.Millisecond)
+			time.Sleep(drawMs(rt, "healthy_ms", 0, 5000))
 			from := mc.ev.index()
 			t0 := time.Now()
 			r := mc.do(rt, protocol.TypeChaos, id, map[string]any{protocol.ChaosFieldFault: protocol.ChaosHangQueue,
@@ -93,8 +98,8 @@ func TestShutdownBound(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
 		rapid.SyncTest(rt, func(rt *rapid.T) {
 			cfg := virtualTier().cfg
-			cfg.TerminationGracePeriod = time.Duration(rapid.IntRange(1, 5000).Draw(rt, "grace_ms")) * time.Millisecond
-			cfg.ProcessJoinTimeout = time.Duration(rapid.IntRange(1, 5000).Draw(rt, "join_ms")) * time.Millisecond
+			cfg.TerminationGracePeriod = drawMs(rt, "grace_ms", 1, 5000)
+			cfg.ProcessJoinTimeout = drawMs(rt, "join_ms", 1, 5000)
 			mc, first := boundMachine(rt, cfg)
 			defer mc.abort() // after the Shutdown below: returns at once
 			ids := []string{first}
@@ -153,11 +158,11 @@ func TestAdaptiveProbeTimeout(t *testing.T) {
 		rapid.SyncTest(rt, func(rt *rapid.T) {
 			cfg := virtualTier().cfg
 			cfg.MaxHealthFailures = 10 // the steps up to a slow latency time out
-			cfg.ProbeTimeoutFloor = time.Duration(rapid.IntRange(10, 100).Draw(rt, "probe_floor_ms")) * time.Millisecond
-			cfg.HealthCheckTimeout = time.Duration(rapid.IntRange(1000, 4000).Draw(rt, "probe_ceiling_ms")) * time.Millisecond
+			cfg.ProbeTimeoutFloor = drawMs(rt, "probe_floor_ms", 10, 100)
+			cfg.HealthCheckTimeout = drawMs(rt, "probe_ceiling_ms", 1000, 4000)
 			mc, id := boundMachine(rt, cfg)
 			defer mc.abort()
-			d := time.Duration(rapid.IntRange(int(cfg.ProbeTimeoutFloor/time.Millisecond), 900).Draw(rt, "latency_ms")) * time.Millisecond
+			d := drawMs(rt, "latency_ms", int(cfg.ProbeTimeoutFloor/time.Millisecond), 900)
 			r := mc.do(rt, protocol.TypeChaos, id, map[string]any{protocol.ChaosFieldFault: protocol.ChaosSlowProbe,
 				protocol.ChaosFieldDelaySeconds: d.Seconds()})
 			if !r.OK() {

@@ -52,6 +52,10 @@ type tier struct {
 // pipe is the model of one pipeline a client created.
 type pipe struct {
 	muted bool
+	// mutedUnsure: a mute or resume had an unknown outcome (it timed
+	// out, and may still have taken effect), so muted is not known until
+	// the next mute or resume answers.
+	mutedUnsure bool
 	// volatile says why the pipeline may leave the table by itself (a
 	// fault, a SIGSTOP, an unknown outcome); "" means it must stay until
 	// terminated.
@@ -200,8 +204,8 @@ func (mc *machine) do(t *rapid.T, typ, id string, fields map[string]any) protoco
 	if mc.vt != nil && protocol.ForwardedToWorker(typ) && typ != protocol.TypeTerminate && took > mc.cfg.QueueTimeout {
 		// QueueTimeout is the ceiling of a forwarded command's deadline,
 		// the wait for the worker's slot included (manager/channel.go).
-		fatalf(t, "%s on %q answered after %s of virtual time, past the ceiling of its deadline %s (STREAM_MANAGER_QUEUE_TIMEOUT)",
-			typ, id, took, mc.cfg.QueueTimeout)
+		fatalf(t, "%s on %q answered after %s of virtual time, past the ceiling of its deadline %s (STREAM_MANAGER_QUEUE_TIMEOUT)%s",
+			typ, id, took, mc.cfg.QueueTimeout, mc.ev.history(id))
 	}
 	if mc.vt != nil && steady && took != 0 {
 		fatalf(t, "%s on steady pipeline %q answered after %s of virtual time; a steady worker answers at once and nothing else (a probe, another pipeline) may hold it%s",
@@ -263,16 +267,25 @@ func (mc *machine) answerLive(t *rapid.T, typ, id string, r protocol.Response) b
 	t.Helper()
 	// Upstream's state rule (issue 10): mute only while running, resume
 	// only while muted; otherwise StreamOperationNotAllowedError.
-	if p := mc.live[id]; p != nil && (typ == protocol.TypeMute || typ == protocol.TypeResume) {
+	// After an unknown outcome (a timed-out mute or resume may have
+	// happened) the model does not know the state: the rule is not judged.
+	if p := mc.live[id]; p != nil && p.volatile == "" && (typ == protocol.TypeMute || typ == protocol.TypeResume) {
 		refused := typ == protocol.TypeMute && p.muted || typ == protocol.TypeResume && !p.muted
-		if r.ErrorClass == protocol.ClassNotAllowed {
-			if !refused {
+		switch {
+		case isTimeout(r):
+			p.mutedUnsure = true
+		case r.ErrorClass == protocol.ClassNotAllowed:
+			if !refused && !p.mutedUnsure {
 				fatalf(t, "%s on %s (muted %v): %s, want success", typ, id, p.muted, describe(r))
 			}
+			// The refusal tells the state: mute is refused while
+			// muted, resume while running.
+			p.muted, p.mutedUnsure = typ == protocol.TypeMute, false
 			return false
-		}
-		if refused && r.OK() {
+		case refused && r.OK() && !p.mutedUnsure:
 			fatalf(t, "%s on %s (muted %v) succeeded; upstream's stream refuses it", typ, id, p.muted)
+		case r.OK():
+			p.mutedUnsure = false
 		}
 	}
 	switch {

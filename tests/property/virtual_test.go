@@ -421,7 +421,6 @@ func (mc *machine) burst(t *rapid.T) {
 			}
 		case mc.live[s.id] == nil:
 			// An earlier answer of this burst showed it gone.
-		case mc.refusedByState(s.typ, s.p, a.resp):
 		case mc.answerLive(t, s.typ, s.id, a.resp):
 			switch s.typ {
 			case protocol.TypeMute:
