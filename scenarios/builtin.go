@@ -38,6 +38,7 @@ const (
 var mixCommands = []string{
 	protocol.TypeStatus, protocol.TypeConsumeResult, protocol.TypeMute, protocol.TypeResume,
 	protocol.TypeListPipelines, protocol.TypeInspect, protocol.TypeInit, protocol.TypeTerminate,
+	MixInitInvalid,
 }
 
 // Defaults is the scenario every zero field of a scenario falls back to.

@@ -122,7 +122,8 @@ var responseShapes = map[string]struct{ must, mustNot []string }{
 }
 
 // checkResponsesMatch: each ok answer has the shape of its request's
-// answer, and its pipeline when the answer names one.
+// answer, and its pipeline when the answer names one; an init whose
+// payload was deliberately invalid (MixInitInvalid) is never answered ok.
 func checkResponsesMatch(d *RunData) Result {
 	v := newOpView(d.Ops)
 	var details []string
@@ -158,6 +159,11 @@ func checkResponsesMatch(d *RunData) Result {
 				wrong = append(wrong, "outputs is not a list")
 			}
 		}
+		if c.F == protocol.TypeInit && deliberatelyInvalid(inv) {
+			// The request lacked a section the model requires: only a
+			// refusal matches it.
+			wrong = append(wrong, fmt.Sprintf("its payload was deliberately invalid (%v)", valueFields(inv.Value)[invalidInitField]))
+		}
 		if c.F != protocol.TypeInit && c.F != protocol.TypeListPipelines && c.PipelineID != "" {
 			if id, ok := m["pipeline_id"].(string); ok && id != "" && id != c.PipelineID {
 				wrong = append(wrong, "answers for pipeline "+id)
@@ -172,6 +178,6 @@ func checkResponsesMatch(d *RunData) Result {
 		return Result{Verdict: Valid, Summary: fmt.Sprintf("all %d ok answers match their requests", checked)}
 	}
 	return Result{Verdict: Invalid,
-		Summary: fmt.Sprintf("%d of %d ok answers belong to another request", len(details), checked),
+		Summary: fmt.Sprintf("%d of %d ok answers do not match their requests (another request's answer, or ok to a payload that must be refused)", len(details), checked),
 		Details: capDetails(details)}
 }

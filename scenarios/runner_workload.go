@@ -132,6 +132,10 @@ func (r *runner) runClient(ctx context.Context, entries []PlanEntry) {
 
 // command sends one command and records it in the history.
 func (r *runner) command(ctx context.Context, process, f string, k int) {
+	if f == MixInitInvalid {
+		r.sendInvalidInit(ctx, process)
+		return
+	}
 	id := ""
 	if k > 0 && f != protocol.TypeInit {
 		var ok bool
@@ -156,6 +160,12 @@ func (r *runner) send(ctx context.Context, process, f string, k int, id string) 
 	case protocol.TypeConsumeResult:
 		fields = map[string]any{"excluded_fields": []string{}}
 	}
+	return r.sendFields(ctx, process, f, k, id, fields, nil)
+}
+
+// sendFields is send with the request's fields and the invoke's value
+// given.
+func (r *runner) sendFields(ctx context.Context, process, f string, k int, id string, fields map[string]any, invValue any) (string, error) {
 	// Without inspect, a pipeline's worker is the process that appears
 	// in the manager's tree while its init runs (see workerMap).
 	mapWorker := f == protocol.TypeInit && r.profile.Workers == WorkersCensus && r.tgt.managerPid > 0
@@ -163,7 +173,7 @@ func (r *runner) send(ctx context.Context, process, f string, k int, id string) 
 	if mapWorker {
 		before = workerCensus(r.tgt.managerPid, r.profile.Descendants)
 	}
-	inv := r.hist.Invoke(process, f, k, id, nil)
+	inv := r.hist.Invoke(process, f, k, id, invValue)
 	resp, traceID, err := r.tr.call(ctx, r.client, inv, k, fields)
 	typ, errText := classify(err)
 	var value any
