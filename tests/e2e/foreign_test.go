@@ -190,8 +190,10 @@ func TestForeignSmokeJudgesTheUpstreamLikeFixture(t *testing.T) {
 	}
 
 	// Every defect: the first crashed worker freezes the serial server
-	// (no timeout on its answer), so requests go unanswered; the SIGTERM
-	// then kills the manager with a TypeError and the worker foreign-smoke
+	// (no timeout on its answer), so requests go unanswered; the init
+	// foreign-smoke sends without video_configuration (init_invalid) is
+	// refused but its worker stays listed, a phantom; the SIGTERM then
+	// kills the manager with a TypeError and the worker foreign-smoke
 	// never crashes outlives it.
 	t.Run("defects", func(t *testing.T) {
 		t.Parallel()
@@ -200,6 +202,11 @@ func TestForeignSmokeJudgesTheUpstreamLikeFixture(t *testing.T) {
 			t.Errorf("exit %d, valid %v: want 1 and invalid", code, rep.Valid)
 		}
 		want(t, rep, "requests_answered", scenarios.Invalid, "without answer")
+		want(t, rep, "pipeline_model", scenarios.Invalid, "phantom pipeline")
+		_, text := rep.result("pipeline_model")
+		if failed := failedInits(t, f); !slices.ContainsFunc(failed, func(id string) bool { return strings.Contains(text, "pipeline "+id+": phantom") }) {
+			t.Errorf("pipeline_model names none of the inits the fixture refused (%s) as a phantom:\n%s", strings.Join(failed, ", "), text)
+		}
 		orphans := orphansOf(t, f)
 		want(t, rep, "no_leaked_processes", scenarios.Invalid, orphans...)
 		want(t, rep, "bounded_shutdown", scenarios.Invalid, orphans...)
@@ -223,6 +230,7 @@ func TestForeignSmokeJudgesTheUpstreamLikeFixture(t *testing.T) {
 		if code != 0 || !rep.Valid {
 			t.Errorf("exit %d, valid %v: want 0 and VALID", code, rep.Valid)
 		}
+		failedInits(t, f) // the model had a failed init to judge
 		// Only a checker that needs what the upstream profile lacks
 		// (inspect) may be unknown, and it must say so.
 		for _, r := range rep.Results {
@@ -234,6 +242,27 @@ func TestForeignSmokeJudgesTheUpstreamLikeFixture(t *testing.T) {
 			t.Errorf("the fixed fixture after the harness's SIGTERM: exited %v, status %d; want 0", ok, exit)
 		}
 	})
+}
+
+// failedInits names the pipelines whose init the fixture refused (by its
+// event log); it fails t when there are none, since then the run sent no
+// init_invalid the fixture answered.
+func failedInits(t *testing.T, f *foreign.Fixture) []string {
+	t.Helper()
+	events, err := f.Events()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var failed []string
+	for _, e := range events {
+		if e.Event == "init_failed" {
+			failed = append(failed, e.PipelineID)
+		}
+	}
+	if len(failed) == 0 {
+		t.Fatalf("no init failed in the fixture: %+v", events)
+	}
+	return failed
 }
 
 // orphansOf waits for the fixture to die of its TypeError after the
