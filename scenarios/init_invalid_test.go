@@ -82,3 +82,33 @@ func TestInvalidInitRequest(t *testing.T) {
 		t.Errorf("mix with init_invalid: %v", err)
 	}
 }
+
+// A mix with init_invalid plans one in the warm-up, after every
+// pipeline's init, so it is judged before any fault; without it, none.
+func TestInvalidInitPlannedInWarmUp(t *testing.T) {
+	s := Defaults()
+	s.Name = "x"
+	tl := TimelineOf(s.withDefaults())
+	count := func(mix map[string]int) (warm int) {
+		s.Mix = mix
+		lastInit := Duration(-1)
+		for _, e := range PlanRun(&s, 1) {
+			switch {
+			case e.F == protocol.TypeInit && e.At < Duration(tl.Chaos):
+				lastInit = max(lastInit, e.At)
+			case e.F == MixInitInvalid && e.At < Duration(tl.Chaos):
+				if e.At <= lastInit {
+					t.Errorf("warm-up init_invalid at %s, before a pipeline's init at %s", e.At.D(), lastInit.D())
+				}
+				warm++
+			}
+		}
+		return warm
+	}
+	if n := count(map[string]int{protocol.TypeStatus: 1, MixInitInvalid: 1}); n != 1 {
+		t.Errorf("%d init_invalid in the warm-up, want 1", n)
+	}
+	if n := count(map[string]int{protocol.TypeStatus: 1}); n != 0 {
+		t.Errorf("%d init_invalid in the warm-up without it in the mix, want 0", n)
+	}
+}

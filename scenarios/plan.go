@@ -42,7 +42,8 @@ func TimelineOf(sc *Scenario) Timeline {
 }
 
 // PlanRun turns a scenario and a seed into the run's schedule: warm-up
-// inits of every logical pipeline, each client's commands at planned times
+// inits of every logical pipeline (and one init_invalid when the mix has
+// it), each client's commands at planned times
 // (open loop, drawn from the mix at the scenario's rate), the nemesis's
 // faults (the weighted menu through chaos.PlanFaults, after swarm selection
 // when asked, plus the explicit schedule), the final checks and the
@@ -58,6 +59,12 @@ func PlanRun(sc *Scenario, seed int64) []PlanEntry {
 		at := tl.Chaos / 2 * time.Duration(i-1) / time.Duration(s.Pipelines)
 		plan = append(plan, PlanEntry{At: Duration(at), Process: clientName((i-1)%s.Clients + 1), Kind: KindCommand,
 			F: protocol.TypeInit, Target: i})
+	}
+	// A mix with init_invalid sends one in the warm-up too, after those
+	// inits: a serial server may freeze at the first fault, and the
+	// refused init must meet a list_pipelines before (a phantom shows).
+	if s.Mix[MixInitInvalid] > 0 {
+		plan = append(plan, PlanEntry{At: Duration(tl.Chaos * 3 / 4), Process: clientName(1), Kind: KindCommand, F: MixInitInvalid})
 	}
 
 	// Client commands, open loop: exponential gaps at Rate per client,
