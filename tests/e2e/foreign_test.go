@@ -318,25 +318,18 @@ func TestForeignPhantomIsNamed(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "run")
 			_, out, _ := corralRun(t, dir, file, "--target", f.Addr, "--target-pid", strconv.Itoa(f.Pid), "--profile", "upstream")
 			rep := readForeignReport(t, dir)
-			events, err := f.Events()
-			if err != nil {
-				t.Fatal(err)
-			}
-			var failed []string
-			for _, e := range events {
-				if e.Event == "init_failed" {
-					failed = append(failed, e.PipelineID)
+			t.Cleanup(func() {
+				if t.Failed() {
+					t.Logf("corral run output:\n%s", out)
 				}
-			}
-			if len(failed) == 0 {
-				t.Fatalf("no init failed in the fixture: %+v\n%s", events, out)
-			}
+			})
+			failed := failedInits(t, f)
 			verdict, text := rep.result("pipeline_model")
 			switch {
 			case !fixed && (verdict != scenarios.Invalid || !strings.Contains(text, "phantom pipeline") || !strings.Contains(text, failed[0])):
-				t.Errorf("pipeline_model: %s, want invalid naming the phantom %s:\n%s\n%s", verdict, failed[0], text, out)
+				t.Errorf("pipeline_model: %s, want invalid naming the phantom %s:\n%s", verdict, failed[0], text)
 			case fixed && verdict != scenarios.Valid:
-				t.Errorf("pipeline_model: %s, want valid (the failed init's worker was stopped):\n%s\n%s", verdict, text, out)
+				t.Errorf("pipeline_model: %s, want valid (the failed init's worker was stopped):\n%s", verdict, text)
 			}
 		})
 	}
