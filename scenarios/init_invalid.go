@@ -23,12 +23,20 @@ const invalidInitRemoves = "video_configuration"
 // payload as deliberately invalid; its value names what was removed.
 const invalidInitField = "deliberately_invalid"
 
-// wireType is the protocol type a mix key sends.
-func wireType(mixKey string) string {
-	if mixKey == MixInitInvalid {
-		return protocol.TypeInit
-	}
-	return mixKey
+// invalidInitEntry turns a planned command drawn as MixInitInvalid into
+// the init it sends: F protocol.TypeInit (so the profile's commands decide
+// whether it applies), no logical pipeline, and Params saying what the
+// request lacks (the plan file shows it).
+func invalidInitEntry(e PlanEntry) PlanEntry {
+	e.F, e.Target = protocol.TypeInit, 0
+	e.Params = map[string]any{invalidInitField: invalidInitRemoves + " removed"}
+	return e
+}
+
+// sendsInvalidInit reports whether plan entry e is an init_invalid.
+func (e PlanEntry) sendsInvalidInit() bool {
+	_, ok := e.Params[invalidInitField]
+	return ok && e.Kind == KindCommand && e.F == protocol.TypeInit
 }
 
 // invalidInitFields is fields (the profile's init request) without the

@@ -63,7 +63,10 @@ func TestInvalidInitRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plan := markApplicability([]PlanEntry{{Kind: KindCommand, F: MixInitInvalid, Process: "client-1"}}, up)
+	plan := markApplicability([]PlanEntry{invalidInitEntry(PlanEntry{Kind: KindCommand, F: MixInitInvalid, Process: "client-1", Target: 2})}, up)
+	if !plan[0].sendsInvalidInit() || plan[0].Target != 0 {
+		t.Errorf("planned init_invalid %+v, want an init for no pipeline", plan[0])
+	}
 	if plan[0].NotApplicable != "" {
 		t.Errorf("init_invalid not applicable to upstream: %s", plan[0].NotApplicable)
 	}
@@ -94,13 +97,13 @@ func TestInvalidInitPlannedInWarmUp(t *testing.T) {
 		lastInit := Duration(-1)
 		for _, e := range PlanRun(&s, 1) {
 			switch {
-			case e.F == protocol.TypeInit && e.At < Duration(tl.Chaos):
-				lastInit = max(lastInit, e.At)
-			case e.F == MixInitInvalid && e.At < Duration(tl.Chaos):
+			case e.sendsInvalidInit() && e.At < Duration(tl.Chaos):
 				if e.At <= lastInit {
 					t.Errorf("warm-up init_invalid at %s, before a pipeline's init at %s", e.At.D(), lastInit.D())
 				}
 				warm++
+			case e.F == protocol.TypeInit && e.At < Duration(tl.Chaos):
+				lastInit = max(lastInit, e.At)
 			}
 		}
 		return warm

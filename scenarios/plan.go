@@ -64,7 +64,7 @@ func PlanRun(sc *Scenario, seed int64) []PlanEntry {
 	// inits: a serial server may freeze at the first fault, and the
 	// refused init must meet a list_pipelines before (a phantom shows).
 	if s.Mix[MixInitInvalid] > 0 {
-		plan = append(plan, PlanEntry{At: Duration(tl.Chaos * 3 / 4), Process: clientName(1), Kind: KindCommand, F: MixInitInvalid})
+		plan = append(plan, invalidInitEntry(PlanEntry{At: Duration(tl.Chaos * 3 / 4), Process: clientName(1), Kind: KindCommand}))
 	}
 
 	// Client commands, open loop: exponential gaps at Rate per client,
@@ -145,6 +145,9 @@ func PlanRun(sc *Scenario, seed int64) []PlanEntry {
 func drawCommand(rng *rand.Rand, s *Scenario, commands []string, client int, at time.Duration) PlanEntry {
 	f := weighted(rng, commands, s.Mix)
 	e := PlanEntry{At: Duration(at), Process: clientName(client), Kind: KindCommand, F: f}
+	if f == MixInitInvalid {
+		return invalidInitEntry(e)
+	}
 	if protocol.NeedsPipelineID(f) || f == protocol.TypeInit {
 		e.Target = 1 + rng.IntN(s.Pipelines)
 	}

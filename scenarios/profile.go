@@ -284,7 +284,7 @@ func markApplicability(plan []PlanEntry, p Profile) []PlanEntry {
 			}
 			e.NotApplicable = p.Applicable(e.F)
 		case KindCommand:
-			if !p.Has(wireType(e.F)) {
+			if !p.Has(e.F) {
 				e.NotApplicable = fmt.Sprintf("a %s target has no %s command", p.Name, e.F)
 			}
 		}

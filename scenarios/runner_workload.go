@@ -125,6 +125,10 @@ func (r *runner) runClient(ctx context.Context, entries []PlanEntry) {
 		}
 		ops.Go(func() {
 			defer func() { <-sem }()
+			if e.sendsInvalidInit() {
+				r.sendInvalidInit(ctx, e.Process)
+				return
+			}
 			r.command(ctx, e.Process, e.F, e.Target)
 		})
 	}
@@ -132,10 +136,6 @@ func (r *runner) runClient(ctx context.Context, entries []PlanEntry) {
 
 // command sends one command and records it in the history.
 func (r *runner) command(ctx context.Context, process, f string, k int) {
-	if f == MixInitInvalid {
-		r.sendInvalidInit(ctx, process)
-		return
-	}
 	id := ""
 	if k > 0 && f != protocol.TypeInit {
 		var ok bool
