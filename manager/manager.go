@@ -175,6 +175,18 @@ func (m *Manager) inspect() protocol.Response {
 	return protocol.Success(protocol.Inspect{
 		Pipelines: snap.Pipelines, ShuttingDown: snap.ShuttingDown,
 		StaleResponses: snap.StaleResponses, Timeouts: snap.Timeouts,
+		Limits: &protocol.Limits{
+			TerminationGracePeriod: m.cfg.TerminationGracePeriod.Seconds(),
+			ProcessJoinTimeout:     m.cfg.ProcessJoinTimeout.Seconds(),
+			QueueTimeout:           m.cfg.QueueTimeout.Seconds(),
+			HealthCheckInterval:    m.cfg.HealthCheckInterval.Seconds(),
+			HealthCheckTimeout:     m.cfg.HealthCheckTimeout.Seconds(),
+			MaxHealthFailures:      m.cfg.MaxHealthFailures,
+			ProbeTimeoutFloor:      m.cfg.ProbeTimeoutFloor.Seconds(),
+			MaxRAMMB:               m.cfg.MaxRAMMB,
+			WorkerRAMMB:            m.cfg.WorkerRAMMB,
+			MaxConnections:         m.cfg.MaxConnections,
+		},
 	}.Fields())
 }
 

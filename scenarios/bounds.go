@@ -15,6 +15,7 @@ import (
 const (
 	BoundFromDefault  = "profile default"
 	BoundFromManager  = "scenario manager: section"
+	BoundFromTarget   = "the target's inspect"
 	BoundFromScenario = "scenario bounds: section"
 	BoundFromFlag     = "--bounds"
 )
@@ -153,6 +154,9 @@ var managerVar = map[string]string{
 // intervals plus a queue timeout: such a manager learns of a dead worker
 // in a health pass that may wait behind a request, not from the exit.
 func resolveBounds(cfg manager.Config, sc *Scenario, flag BoundsSpec, p Profile) Bounds {
+	if p.Limits != nil {
+		cfg = withTargetLimits(cfg, *p.Limits)
+	}
 	b := Bounds{Grace: cfg.TerminationGracePeriod, Join: cfg.ProcessJoinTimeout, QueueTimeout: cfg.QueueTimeout,
 		HealthInterval: cfg.HealthCheckInterval, HealthTimeout: cfg.HealthCheckTimeout,
 		MaxHealthFailures: cfg.MaxHealthFailures, CrashDetection: CrashDetectionBound, Epsilon: Epsilon,
@@ -165,6 +169,14 @@ func resolveBounds(cfg manager.Config, sc *Scenario, flag BoundsSpec, p Profile)
 	b.SourceStall, _ = protocol.ParseSourceStallTimeout(sc.Manager[protocol.EnvSourceStallTimeout])
 	for _, k := range boundNames {
 		b.From[k] = BoundFromDefault
+		if p.Limits != nil {
+			// A running Corral said what it holds itself to; the
+			// scenario's manager: section did not configure it.
+			if _, ok := managerVar[k]; ok {
+				b.From[k] = BoundFromTarget
+			}
+			continue
+		}
 		if v, ok := managerVar[k]; ok {
 			if _, set := sc.Manager[v]; set {
 				b.From[k] = BoundFromManager
@@ -229,10 +241,37 @@ func (b Bounds) declaredLines() []string {
 		byFrom[v.From] = append(byFrom[v.From], k+"="+v.Value)
 	}
 	var out []string
-	for _, from := range []string{BoundFromFlag, BoundFromScenario, BoundFromManager, BoundFromDefault} {
+	for _, from := range []string{BoundFromFlag, BoundFromScenario, BoundFromTarget, BoundFromManager, BoundFromDefault} {
 		if len(byFrom[from]) > 0 {
 			out = append(out, fmt.Sprintf("%s: %s", from, strings.Join(byFrom[from], " ")))
 		}
 	}
 	return slices.Clip(out)
+}
+
+// withTargetLimits returns cfg with the bounds a target reported in its
+// inspect answer (zero values keep cfg's).
+func withTargetLimits(cfg manager.Config, l protocol.Limits) manager.Config {
+	secs := func(dst *time.Duration, v float64) {
+		if v > 0 {
+			*dst = time.Duration(v * float64(time.Second))
+		}
+	}
+	secs(&cfg.TerminationGracePeriod, l.TerminationGracePeriod)
+	secs(&cfg.ProcessJoinTimeout, l.ProcessJoinTimeout)
+	secs(&cfg.QueueTimeout, l.QueueTimeout)
+	secs(&cfg.HealthCheckInterval, l.HealthCheckInterval)
+	secs(&cfg.HealthCheckTimeout, l.HealthCheckTimeout)
+	secs(&cfg.ProbeTimeoutFloor, l.ProbeTimeoutFloor)
+	if l.MaxHealthFailures > 0 {
+		cfg.MaxHealthFailures = l.MaxHealthFailures
+	}
+	cfg.MaxRAMMB = l.MaxRAMMB
+	if l.WorkerRAMMB > 0 {
+		cfg.WorkerRAMMB = l.WorkerRAMMB
+	}
+	if l.MaxConnections > 0 {
+		cfg.MaxConnections = l.MaxConnections
+	}
+	return cfg
 }

@@ -110,6 +110,17 @@ func TestAvailabilityClientFaults(t *testing.T) {
 			d.Profile, _ = ProfileByName(ProfileUpstream)
 			return d
 		}, Valid, ""},
+		{"a serial target held by the harness's own oversized header answers a burst late", func() *RunData {
+			h := &hist{}
+			h.call(900, 1, Nemesis, "oversized_frame", "", OpOK, map[string]any{}, "")
+			h.call(1000, 1, Nemesis, "client_burst", "", OpOK, map[string]any{"clients": 10.0}, "")
+			h.call(1001, 300, Nemesis, healPrefix+"client_burst", "", OpOK,
+				map[string]any{"clients": 10.0, "done": true, "answered": 10.0, "unanswered": 0.0, "max_latency_ms": 3500.0}, "")
+			h.call(901, 4000, Nemesis, healPrefix+"oversized_frame", "", OpOK, map[string]any{"done": true, "answer": "closed without a frame"}, "")
+			d := runData(h)
+			d.Profile, _ = ProfileByName(ProfileUpstream)
+			return d
+		}, Valid, ""},
 		{"a stall owes no answer", run("client_stall", map[string]any{},
 			map[string]any{"done": true, "bytes_sent": 2.0, "dropped_by_server": true}), Valid, ""},
 	})

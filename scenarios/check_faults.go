@@ -44,6 +44,11 @@ func checkFaultCoverage(d *RunData) Result {
 			continue
 		}
 		w, ok := match(p)
+		if !ok && d.Interrupted > 0 && int64(p.At.D()) >= d.Interrupted-int64(d.Bounds.Epsilon) {
+			runtimeNA++
+			na = append(na, fmt.Sprintf("%s: not reached: the run was interrupted at %s", name, secs(d.Interrupted)))
+			continue
+		}
 		if !ok {
 			invalid = append(invalid, name+": never fired (no injection in the history)")
 			continue

@@ -282,6 +282,18 @@ func TestCheckFaultCoverage(t *testing.T) {
 		{"nothing planned", run(nil, func(*hist) {}), Valid, "no faults"},
 		{"commands are not faults", run(plan(PlanEntry{Kind: KindCommand, F: "status"}), func(*hist) {}), Valid, "no faults"},
 		{"never fired", run(plan(fault("crash", time.Second)), func(*hist) {}), Invalid, "crash planned at 1s on pipeline #1: never fired"},
+		{"not reached by an interrupted run", func() *RunData {
+			d := run(plan(fault("crash", time.Second), fault("crash", 5*time.Second)), func(h *hist) {
+				h.fault(1000, 0, "crash", "p1", map[string]any{"pid": 101})
+			}, inspectAt(1500, nil))()
+			d.Interrupted = int64(3 * time.Second)
+			return d
+		}, Valid, "1 not applicable"},
+		{"an interrupted run still owes what it planned before", func() *RunData {
+			d := run(plan(fault("crash", time.Second)), func(*hist) {})()
+			d.Interrupted = int64(3 * time.Second)
+			return d
+		}, Invalid, "never fired"},
 		{"injection failed", run(plan(fault("hang_queue", time.Second)), func(h *hist) {
 			h.call(1000, 5, Nemesis, "hang_queue", "p1", OpFail, nil, "not_found")
 		}), Invalid, "injection failed"},

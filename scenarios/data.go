@@ -156,6 +156,10 @@ type RunData struct {
 	Replay     string // the exact command that replays this run
 	TraceURL   string // Jaeger base URL when traces were exported, else ""
 	TracesFile string // path of traces.json, if any
+	// Interrupted is when the run was cut short (ns since start: SIGINT,
+	// the run's own time bound), 0 if it ran its whole plan. Faults planned
+	// after it were never reached: not applicable, not "never fired".
+	Interrupted int64 `json:"interrupted,omitempty"`
 }
 
 // Verdicts of a checker, as in Jepsen/Porcupine: unknown is never a pass.

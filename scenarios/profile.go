@@ -64,6 +64,9 @@ type Profile struct {
 	// Init is the init request template (without "type"); the workload
 	// sets video_configuration.video_reference and applies Scenario.Init.
 	Init map[string]any `json:"init"`
+	// Limits are the bounds an external Corral reported in its inspect
+	// answer; the run is judged by them (see resolveBounds).
+	Limits *protocol.Limits `json:"limits,omitempty"`
 }
 
 // upstreamCommands are the commands of the upstream protocol.
@@ -301,4 +304,23 @@ func (p Profile) summary() string {
 	slices.Sort(levels)
 	return fmt.Sprintf("%s (%s); fault levels: %s; workers found by %s", p.Name, p.Source,
 		strings.Join(levels, ", "), p.Workers)
+}
+
+// TargetLimits asks a Corral target for the bounds it holds itself to
+// (the limits of its inspect answer); nil when it does not say.
+func TargetLimits(ctx context.Context, addr string) *protocol.Limits {
+	c := &protocol.Client{Addr: addr, Timeout: probeTimeout, Traceparent: unsampledTraceparent}
+	resp, err := c.Inspect(ctx)
+	if err != nil || resp.Fields["limits"] == nil {
+		return nil
+	}
+	b, err := json.Marshal(resp.Fields["limits"])
+	if err != nil {
+		return nil
+	}
+	var l protocol.Limits
+	if json.Unmarshal(b, &l) != nil {
+		return nil
+	}
+	return &l
 }

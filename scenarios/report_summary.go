@@ -45,6 +45,9 @@ func PrintSummary(w io.Writer, rep *Report) {
 		fmt.Fprintf(w, "%s, profile %s\n", where, tg.Profile.summary())
 	}
 	if d := rep.Data; d != nil {
+		if d.Interrupted > 0 {
+			fmt.Fprintf(w, "interrupted at %s: the rest of the plan was never played (not applicable, not failed)\n", secs(d.Interrupted))
+		}
 		fmt.Fprintln(w, "bounds judged by:")
 		for _, l := range d.Bounds.declaredLines() {
 			fmt.Fprintf(w, "  %s\n", l)

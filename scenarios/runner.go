@@ -114,6 +114,7 @@ type runner struct {
 	polls       []PollSample
 	pgids       map[int]bool
 	shutdownRec ShutdownRecord
+	interrupted int64 // ns since start when the run was cut short; 0 if not
 
 	progress *progress
 }
@@ -340,6 +341,13 @@ func (r *runner) play(ctx context.Context) error {
 	case <-nemesisDone:
 	case <-ctx.Done():
 	}
+	if ctx.Err() != nil {
+		// Cut short (SIGINT, the run's own bound): what was planned after
+		// this was never reached, which is not the manager's doing.
+		r.mu.Lock()
+		r.interrupted = int64(r.since())
+		r.mu.Unlock()
+	}
 	workers.Wait()
 
 	// The final census: after the shutdown, once the processes have had
@@ -387,7 +395,7 @@ func (r *runner) data() *RunData {
 		Plan: r.plan, Ops: r.hist.Ops(), Census: r.census, Inspects: r.inspects, Polls: r.polls, Profile: r.profile,
 		WorkerPids: r.workers.pids(),
 		TargetAddr: r.o.Target, TargetPid: r.o.TargetPid,
-		Bounds: r.bounds, Shutdown: r.shutdownRec, Replay: r.replay(),
+		Bounds: r.bounds, Shutdown: r.shutdownRec, Replay: r.replay(), Interrupted: r.interrupted,
 		TracesFile: r.tr.file, TraceURL: r.tr.url,
 	}
 }

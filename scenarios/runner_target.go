@@ -243,6 +243,9 @@ func (r *runner) settleProfile(ctx context.Context) error {
 		chaosOn = p.Has(protocol.TypeChaos) && ProbeChaos(ctx, r.tgt.addr)
 	}
 	r.profile = p.forTarget(r.tgt.embedded, r.tgt.managerPid, chaosOn)
+	if !r.tgt.embedded && r.profile.Has(protocol.TypeInspect) {
+		r.profile.Limits = TargetLimits(ctx, r.tgt.addr)
+	}
 	r.bounds = resolveBounds(r.cfg, r.sc, r.o.Bounds, r.profile)
 	r.initFields = r.profile.initFields(r.sc.Video, r.sc.Init)
 	r.plan = markApplicability(r.plan, r.profile)

@@ -25,6 +25,25 @@ type Inspect struct {
 	// worker calls that timed out, since the manager started.
 	StaleResponses int64 `json:"stale_responses"`
 	Timeouts       int64 `json:"timeouts"`
+	// Limits is the configuration the manager holds itself to, so a
+	// harness judges a running server by its real bounds, not by settings
+	// it assumes; nil from managers that do not report it.
+	Limits *Limits `json:"limits,omitempty"`
+}
+
+// Limits are a manager's configured bounds as inspect reports them:
+// durations in seconds, memory in MiB (0: no limit).
+type Limits struct {
+	TerminationGracePeriod float64 `json:"termination_grace_period_seconds"`
+	ProcessJoinTimeout     float64 `json:"process_join_timeout_seconds"`
+	QueueTimeout           float64 `json:"queue_timeout_seconds"`
+	HealthCheckInterval    float64 `json:"health_check_interval_seconds"`
+	HealthCheckTimeout     float64 `json:"health_check_timeout_seconds"`
+	MaxHealthFailures      int     `json:"max_health_failures"`
+	ProbeTimeoutFloor      float64 `json:"probe_timeout_floor_seconds"`
+	MaxRAMMB               int     `json:"max_ram_mb"`
+	WorkerRAMMB            int     `json:"worker_ram_mb"`
+	MaxConnections         int     `json:"max_connections"`
 }
 
 // Fields returns the answer's body fields (for Success).
@@ -33,12 +52,16 @@ func (in Inspect) Fields() map[string]any {
 	if pipelines == nil {
 		pipelines = []PipelineInfo{}
 	}
-	return map[string]any{
+	out := map[string]any{
 		"pipelines":       pipelines,
 		"shutting_down":   in.ShuttingDown,
 		"stale_responses": in.StaleResponses,
 		"timeouts":        in.Timeouts,
 	}
+	if in.Limits != nil {
+		out["limits"] = in.Limits
+	}
+	return out
 }
 
 // PipelineInfo is one pipeline of an inspect answer.
