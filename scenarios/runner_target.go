@@ -246,6 +246,11 @@ func (r *runner) settleProfile(ctx context.Context) error {
 	if !r.tgt.embedded && r.profile.Has(protocol.TypeInspect) {
 		r.profile.Limits = TargetLimits(ctx, r.tgt.addr)
 	}
+	if !r.tgt.embedded {
+		if err := checkEmpty(ctx, r.tgt.addr); err != nil {
+			return err
+		}
+	}
 	r.bounds = resolveBounds(r.cfg, r.sc, r.o.Bounds, r.profile)
 	r.initFields = r.profile.initFields(r.sc.Video, r.sc.Init)
 	r.plan = markApplicability(r.plan, r.profile)
@@ -352,4 +357,21 @@ func signalExternal(pid int, sig string) error {
 		s = syscall.SIGKILL
 	}
 	return syscall.Kill(pid, s)
+}
+
+// checkEmpty refuses an external target that already lists pipelines
+// (left by an earlier run, or a user's): the checkers model every id
+// from its init, so ids nobody here created would read as phantoms.
+func checkEmpty(ctx context.Context, addr string) error {
+	c := &protocol.Client{Addr: addr, Timeout: probeTimeout, Traceparent: unsampledTraceparent}
+	ids, err := c.List(ctx)
+	if err != nil {
+		return fmt.Errorf("%w: --target %s: list_pipelines: %w", ErrInvalidScenario, addr, err)
+	}
+	if len(ids) > 0 {
+		shown := ids[:min(len(ids), 3)]
+		return fmt.Errorf("%w: --target %s already has %d pipelines (%s): a run judges a manager that starts empty; terminate them or restart the target",
+			ErrInvalidScenario, addr, len(ids), strings.Join(shown, ", "))
+	}
+	return nil
 }
