@@ -1,16 +1,15 @@
 package scenarios
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/corral-dev/corral/internal/testkit"
 	"github.com/corral-dev/corral/manager"
 	"github.com/corral-dev/corral/manager/launch"
 	"github.com/corral-dev/corral/manager/protocol"
@@ -116,81 +115,6 @@ func tableLock() manager.Middleware {
 			mu.Lock()
 			defer mu.Unlock()
 			return next.Handle(ctx, req)
-		})
-	}
-}
-
-// keepRemovedEntries rewrites inspect answers so a pipeline that left the
-// table keeps its entry and health record.
-func keepRemovedEntries() manager.Middleware {
-	var mu sync.Mutex
-	seen := map[string]protocol.PipelineInfo{}
-	return func(next manager.Handler) manager.Handler {
-		return manager.HandlerFunc(func(ctx context.Context, req *protocol.Request) protocol.Response {
-			resp := next.Handle(ctx, req)
-			infos, ok := resp.Fields["pipelines"].([]protocol.PipelineInfo)
-			if req.Type != protocol.TypeInspect || !ok {
-				return resp
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			present := map[string]bool{}
-			for _, p := range infos {
-				present[p.PipelineID] = true
-				seen[p.PipelineID] = p
-			}
-			out := slices.Clone(infos)
-			for id, p := range seen {
-				if !present[id] {
-					out = append(out, p)
-				}
-			}
-			fields := map[string]any{}
-			for k, v := range resp.Fields {
-				fields[k] = v
-			}
-			fields["pipelines"] = out
-			resp.Fields = fields
-			return resp
-		})
-	}
-}
-
-// staleAfterTimeout: after a command to a pipeline timed out, the next
-// command of another kind to that pipeline gets the previous answer, as
-// when a late reply stays in the channel and the next caller reads it.
-func staleAfterTimeout() manager.Middleware {
-	var mu sync.Mutex
-	type answer struct {
-		command string
-		resp    protocol.Response
-	}
-	last := map[string]answer{}
-	armed := map[string]bool{}
-	commands := []string{protocol.TypeStatus, protocol.TypeConsumeResult, protocol.TypeMute, protocol.TypeResume}
-	return func(next manager.Handler) manager.Handler {
-		return manager.HandlerFunc(func(ctx context.Context, req *protocol.Request) protocol.Response {
-			if !slices.Contains(commands, req.Type) {
-				return next.Handle(ctx, req)
-			}
-			id := req.PipelineID
-			mu.Lock()
-			if a, ok := last[id]; ok && armed[id] && a.command != req.Type {
-				armed[id] = false
-				mu.Unlock()
-				return a.resp
-			}
-			mu.Unlock()
-			resp := next.Handle(ctx, req)
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case resp.OK() && (req.Type == protocol.TypeStatus || req.Type == protocol.TypeConsumeResult):
-				last[id] = answer{req.Type, resp}
-			case resp.ErrorType == protocol.ErrTypeOperation && strings.Contains(resp.ErrorMessage, "did not answer"):
-				armed[id] = true
-			}
-			return resp
 		})
 	}
 }
@@ -310,92 +234,13 @@ func claimsWorkerExited() manager.Middleware {
 
 // --- broken launchers ----------------------------------------------------
 
-// brokenLauncher wraps every process the real launcher starts. Its Close
-// does not reach the real launcher (the broken manager forgets its
-// workers); the test closes the real one in cleanup, so nothing outlives
-// the test.
-type brokenLauncher struct {
-	real launch.Launcher
-	wrap func(launch.Process) launch.Process
-}
-
-func (l *brokenLauncher) Launch(ctx context.Context, opts launch.Options) (launch.Process, error) {
-	p, err := l.real.Launch(ctx, opts)
-	if err != nil {
-		return nil, err
-	}
-	return l.wrap(p), nil
-}
-
-func (l *brokenLauncher) Close() error { return nil }
-
+// wrapLauncher plants a testkit process wrapper; the real launcher is
+// closed in cleanup, since the broken one forgets its workers.
 func wrapLauncher(t *testing.T, wrap func(launch.Process) launch.Process) func(launch.Launcher) launch.Launcher {
 	return func(real launch.Launcher) launch.Launcher {
 		t.Cleanup(func() { _ = real.Close() })
-		return &brokenLauncher{real: real, wrap: wrap}
+		return testkit.WrapProcesses(wrap)(real)
 	}
-}
-
-// deafProcess ignores Terminate and Kill unless obeys says otherwise.
-type deafProcess struct {
-	launch.Process
-	conn  launch.Conn
-	obeys func() bool
-}
-
-func (p *deafProcess) Conn() launch.Conn { return p.conn }
-
-func (p *deafProcess) Terminate() error {
-	if p.obeys() {
-		return p.Process.Terminate()
-	}
-	return nil
-}
-
-func (p *deafProcess) Kill() error {
-	if p.obeys() {
-		return p.Process.Kill()
-	}
-	return nil
-}
-
-// dropTerminate is a channel that never delivers the terminate command.
-type dropTerminate struct{ launch.Conn }
-
-func (c dropTerminate) Write(b []byte) (int, error) {
-	if bytes.Contains(b, []byte(`"type":"terminate"`)) {
-		return len(b), nil
-	}
-	return c.Conn.Write(b)
-}
-
-// neverKills: the stop sequence reaches no worker (no terminate, no
-// SIGTERM, no SIGKILL), as when upstream's signal handler crashes and
-// orphans its workers.
-func neverKills(p launch.Process) launch.Process {
-	return &deafProcess{Process: p, conn: dropTerminate{p.Conn()}, obeys: func() bool { return false }}
-}
-
-// watchSuccess marks its flag once the worker has answered with success.
-type watchSuccess struct {
-	launch.Conn
-	ok *atomic.Bool
-}
-
-func (c watchSuccess) Read(b []byte) (int, error) {
-	n, err := c.Conn.Read(b)
-	if bytes.Contains(b[:n], []byte(`"status":"success"`)) {
-		c.ok.Store(true)
-	}
-	return n, err
-}
-
-// keepsFailedInit: a worker that never answered with success (its init
-// failed) is neither terminated nor killed, as upstream leaves a phantom
-// process after a failed init.
-func keepsFailedInit(p launch.Process) launch.Process {
-	ok := new(atomic.Bool)
-	return &deafProcess{Process: p, conn: watchSuccess{p.Conn(), ok}, obeys: ok.Load}
 }
 
 // --- the catalogue -------------------------------------------------------
@@ -427,16 +272,16 @@ func plantedBugs() []plantedBug {
 			return Options{Middleware: []manager.Middleware{tableLock()}}
 		}, []string{CheckRequestsAnswered}},
 		{"shutdown never kills", plantedScenario, func(t *testing.T) Options {
-			return Options{WrapLauncher: wrapLauncher(t, neverKills)}
+			return Options{WrapLauncher: wrapLauncher(t, testkit.NeverKills)}
 		}, []string{CheckNoLeakedProcesses, CheckBoundedShutdown}},
 		{"failed init leaves its process", badCameraScenario, func(t *testing.T) Options {
-			return Options{WrapLauncher: wrapLauncher(t, keepsFailedInit)}
+			return Options{WrapLauncher: wrapLauncher(t, testkit.KeepsFailedInit)}
 		}, []string{CheckNoLeakedProcesses}},
 		{"health record outlives its pipeline", plantedScenario, func(*testing.T) Options {
-			return Options{Middleware: []manager.Middleware{keepRemovedEntries()}}
+			return Options{Middleware: []manager.Middleware{testkit.KeepRemovedEntries()}}
 		}, []string{CheckConsistentHealth}},
 		{"stale response to the next caller", plantedScenario, func(*testing.T) Options {
-			return Options{Middleware: []manager.Middleware{staleAfterTimeout()}}
+			return Options{Middleware: []manager.Middleware{testkit.StaleAfterTimeout()}}
 		}, []string{CheckResponsesMatch}},
 		{"real manager, model workload", modelScenario, none, nil},
 		{"mute not forwarded", modelScenario, func(*testing.T) Options {
