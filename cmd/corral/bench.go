@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -56,14 +55,12 @@ func benchWith(args []string, stdout, stderr io.Writer, command func(args ...str
 			fs.SetOutput(stdout)
 		}
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	pos, exit, ok := parseInterspersed(fs, args)
+	if !ok {
+		return exit
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "corral bench: unexpected argument %q\n", fs.Arg(0))
+	if len(pos) > 0 {
+		fmt.Fprintf(stderr, "corral bench: unexpected argument %q\n", pos[0])
 		return 2
 	}
 	switch *mode {
