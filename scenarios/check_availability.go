@@ -223,27 +223,11 @@ func unanswered(a string) bool {
 // serialHold is how long a serial target (Profile.Serial) may have been
 // kept from a client fault's connections by the harness itself when w was
 // injected: what remained of every other misbehaving connection the
-// nemesis held open then (a stalled or oversized frame holds a serial
-// server until it gives up on it), plus one sampler request
-// (QueueTimeout). 0 for a concurrent target. serialBounds applies the same
-// rule to the workload's requests.
+// nemesis held open then, plus one sampler request (QueueTimeout), as
+// serialBounds allows the workload. 0 for a concurrent target.
 func serialHold(d *RunData, w faultWindow) time.Duration {
 	if !d.Profile.Serial {
 		return 0
 	}
-	hold := d.Bounds.QueueTimeout
-	end := runEnd(d)
-	for _, o := range nemesisFaults(d) {
-		if o.Invoke.Index == w.Invoke.Index || o.OK == nil || o.Fault == nil || o.Fault.Level() != chaos.LevelClient {
-			continue
-		}
-		to := o.End
-		if to < 0 {
-			to = end
-		}
-		if at := w.Invoke.Time; o.Invoke.Time <= at && at < to {
-			hold += time.Duration(to - at)
-		}
-	}
-	return hold
+	return d.Bounds.QueueTimeout + clientHolds(d).remaining(w.Invoke.Time, w.Invoke.Index)
 }

@@ -236,13 +236,13 @@ const probeChaosID = "corral-probe-no-such-pipeline"
 // means generic. No answer is an error: a target that cannot answer one
 // command within probeTimeout cannot be judged.
 func DetectProfile(ctx context.Context, addr string) (Profile, bool, error) {
-	c := &protocol.Client{Addr: addr, Timeout: probeTimeout, Traceparent: unsampledTraceparent}
-	_, err := c.Inspect(ctx)
+	resp, err := probeClient(addr).Inspect(ctx)
 	var perr *protocol.Error
 	switch {
 	case err == nil:
 		p, _ := ProfileByName(ProfileCorral)
 		p.Source = "detected: inspect answered success"
+		p.Limits = limitsOf(resp)
 		chaosOn := ProbeChaos(ctx, addr)
 		if !chaosOn {
 			p.Source += "; chaos not enabled"
@@ -265,7 +265,7 @@ func DetectProfile(ctx context.Context, addr string) (Profile, bool, error) {
 // answers not_found, a disabled one invalid_payload (so does no answer:
 // worker faults are then not applicable rather than doomed).
 func ProbeChaos(ctx context.Context, addr string) bool {
-	c := &protocol.Client{Addr: addr, Timeout: probeTimeout, Traceparent: unsampledTraceparent}
+	c := probeClient(addr)
 	_, err := c.Call(ctx, protocol.TypeChaos, probeChaosID, map[string]any{"fault": "heal"})
 	var perr *protocol.Error
 	return err == nil || errors.As(err, &perr) && perr.Type != protocol.ErrTypeInvalidPayload
@@ -309,13 +309,17 @@ func (p Profile) summary() string {
 // TargetLimits asks a Corral target for the bounds it holds itself to
 // (the limits of its inspect answer); nil when it does not say.
 func TargetLimits(ctx context.Context, addr string) *protocol.Limits {
-	c := &protocol.Client{Addr: addr, Timeout: probeTimeout, Traceparent: unsampledTraceparent}
-	resp, err := c.Inspect(ctx)
-	if err != nil || resp.Fields["limits"] == nil {
+	resp, err := probeClient(addr).Inspect(ctx)
+	if err != nil {
 		return nil
 	}
+	return limitsOf(resp)
+}
+
+// limitsOf decodes the limits of an inspect answer; nil when absent.
+func limitsOf(resp protocol.Response) *protocol.Limits {
 	b, err := json.Marshal(resp.Fields["limits"])
-	if err != nil {
+	if err != nil || resp.Fields["limits"] == nil {
 		return nil
 	}
 	var l protocol.Limits
@@ -323,4 +327,10 @@ func TargetLimits(ctx context.Context, addr string) *protocol.Limits {
 		return nil
 	}
 	return &l
+}
+
+// probeClient is the client of the harness's one-off questions to a
+// target (profile, chaos, limits, emptiness): short, and untraced.
+func probeClient(addr string) *protocol.Client {
+	return &protocol.Client{Addr: addr, Timeout: probeTimeout, Traceparent: unsampledTraceparent}
 }

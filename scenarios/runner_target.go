@@ -243,7 +243,7 @@ func (r *runner) settleProfile(ctx context.Context) error {
 		chaosOn = p.Has(protocol.TypeChaos) && ProbeChaos(ctx, r.tgt.addr)
 	}
 	r.profile = p.forTarget(r.tgt.embedded, r.tgt.managerPid, chaosOn)
-	if !r.tgt.embedded && r.profile.Has(protocol.TypeInspect) {
+	if !r.tgt.embedded && r.profile.Has(protocol.TypeInspect) && r.profile.Limits == nil {
 		r.profile.Limits = TargetLimits(ctx, r.tgt.addr)
 	}
 	if !r.tgt.embedded {
@@ -363,8 +363,7 @@ func signalExternal(pid int, sig string) error {
 // (left by an earlier run, or a user's): the checkers model every id
 // from its init, so ids nobody here created would read as phantoms.
 func checkEmpty(ctx context.Context, addr string) error {
-	c := &protocol.Client{Addr: addr, Timeout: probeTimeout, Traceparent: unsampledTraceparent}
-	ids, err := c.List(ctx)
+	ids, err := probeClient(addr).List(ctx)
 	if err != nil {
 		return fmt.Errorf("%w: --target %s: list_pipelines: %w", ErrInvalidScenario, addr, err)
 	}

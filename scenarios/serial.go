@@ -44,10 +44,30 @@ func serialBounds(d *RunData, v *opView) map[int]time.Duration {
 		}
 		return cmp.Compare(a.delta, b.delta)
 	})
-	// The nemesis's client connections: open from the injection to the
-	// completion of the heal that waited for them.
-	type span struct{ from, to int64 }
-	var held []span
+	held := clientHolds(d)
+	out := map[int]time.Duration{}
+	var inFlight time.Duration
+	for _, e := range events {
+		if e.inv != nil {
+			out[e.inv.Index] = inFlight + e.delta + d.Bounds.QueueTimeout + held.remaining(e.at, -1)
+		}
+		inFlight += e.delta
+	}
+	return out
+}
+
+// holds are the nemesis's misbehaving client connections, each open from
+// its injection (by the invoke's index) to the completion of the heal that
+// waited for it.
+type holds []hold
+
+type hold struct {
+	invoke   int
+	from, to int64
+}
+
+func clientHolds(d *RunData) holds {
+	var out holds
 	end := runEnd(d)
 	for _, w := range nemesisFaults(d) {
 		if w.OK != nil && w.Fault != nil && w.Fault.Level() == chaos.LevelClient {
@@ -55,24 +75,22 @@ func serialBounds(d *RunData, v *opView) map[int]time.Duration {
 			if to < 0 {
 				to = end
 			}
-			held = append(held, span{w.Invoke.Time, to})
+			out = append(out, hold{w.Invoke.Index, w.Invoke.Time, to})
 		}
-	}
-	out := map[int]time.Duration{}
-	var inFlight time.Duration
-	for _, e := range events {
-		if e.inv != nil {
-			b := inFlight + e.delta + d.Bounds.QueueTimeout
-			for _, h := range held {
-				if h.from <= e.at && e.at < h.to {
-					b += time.Duration(h.to - e.at)
-				}
-			}
-			out[e.inv.Index] = b
-		}
-		inFlight += e.delta
 	}
 	return out
+}
+
+// remaining is how long the connections open at time at (all but the one
+// injected by invoke except) still held a serial server from then.
+func (h holds) remaining(at int64, except int) time.Duration {
+	var total time.Duration
+	for _, c := range h {
+		if c.invoke != except && c.from <= at && at < c.to {
+			total += time.Duration(c.to - at)
+		}
+	}
+	return total
 }
 
 // requestBounder returns the bound of each client invoke: RequestBound,
