@@ -202,6 +202,11 @@ func (r *runner) inject(ctx context.Context, e PlanEntry) *active {
 		if errors.Is(err, ErrNotApplicable) {
 			return notApplicable(err.Error())
 		}
+		if f.InWorker() {
+			if by := r.heldBy(id, inv.Index); by != "" {
+				return notApplicable(fmt.Sprintf("pipeline %s's worker could not take a command: %s (%v)", id, by, err))
+			}
+		}
 		if id != "" && r.removedByManager(ctx, id) {
 			r.ids.markLost(e.Target, id)
 			return notApplicable(fmt.Sprintf("pipeline %s was no longer listed by the manager when the fault was injected (%v)", id, err))
@@ -414,4 +419,35 @@ func (r *runner) shutdown(ctx context.Context, e PlanEntry, pending bool) {
 	}
 	fs.end(obs, nil)
 	r.hist.Complete(inv, OpOK, "", obs, "", fs.traceID())
+}
+
+// heldBy names an earlier fault that keeps pipeline id's worker from
+// taking an in-worker fault's command: one that hangs it and was not yet
+// healed, or one that killed or ended it. "" if none. Swarm and weighted
+// schedules draw faults independently, so such overlaps are legitimate
+// and the later fault is not applicable, not "never fired".
+func (r *runner) heldBy(id string, before int) string {
+	ops := r.hist.Ops()
+	for i := range ops {
+		o := &ops[i]
+		if o.Index >= before || o.Process != Nemesis || o.Type != OpOK || o.PipelineID != id {
+			continue
+		}
+		f, ok := chaos.Lookup(o.F)
+		if !ok || !(f.Hangs() || f.Kills() || f.Exits()) {
+			continue
+		}
+		healed := false
+		for j := i + 1; j < len(ops) && ops[j].Index < before; j++ {
+			h := &ops[j]
+			if h.Process == Nemesis && h.F == healPrefix+o.F && h.PipelineID == id && h.Type == OpOK {
+				healed = true
+				break
+			}
+		}
+		if !healed || f.Kills() || f.Exits() {
+			return fmt.Sprintf("%s (op %d) held it", o.F, o.Index)
+		}
+	}
+	return ""
 }

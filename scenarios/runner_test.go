@@ -102,3 +102,31 @@ func TestFailedFirstInitIsRetried(t *testing.T) {
 		t.Fatalf("lost after its own id = %v, want [1]", got)
 	}
 }
+
+// An in-worker fault that meets a worker held by an earlier fault (hung
+// and not yet healed, or killed) is not applicable; once the hang is
+// healed, the worker owes an answer again.
+func TestHeldByEarlierFault(t *testing.T) {
+	r := &runner{hist: NewHistory(time.Now(), nil)}
+	hang := r.hist.Invoke(Nemesis, protocol.FaultHangQueue, 1, "p1", nil)
+	r.hist.Complete(hang, OpOK, "", nil, "", "")
+	slow := r.hist.Invoke(Nemesis, protocol.FaultSlowProbe, 1, "p1", nil)
+	if by := r.heldBy("p1", slow.Index); !strings.Contains(by, protocol.FaultHangQueue) {
+		t.Errorf("during the hang: heldBy = %q, want the hang named", by)
+	}
+	if by := r.heldBy("p2", slow.Index); by != "" {
+		t.Errorf("another pipeline: heldBy = %q, want none", by)
+	}
+	heal := r.hist.Invoke(Nemesis, healPrefix+protocol.FaultHangQueue, 1, "p1", nil)
+	r.hist.Complete(heal, OpOK, "", nil, "", "")
+	later := r.hist.Invoke(Nemesis, protocol.FaultSlowProbe, 1, "p1", nil)
+	if by := r.heldBy("p1", later.Index); by != "" {
+		t.Errorf("after the heal: heldBy = %q, want none", by)
+	}
+	crash := r.hist.Invoke(Nemesis, protocol.FaultCrash, 1, "p1", nil)
+	r.hist.Complete(crash, OpOK, "", nil, "", "")
+	last := r.hist.Invoke(Nemesis, protocol.FaultSlowProbe, 1, "p1", nil)
+	if by := r.heldBy("p1", last.Index); !strings.Contains(by, protocol.FaultCrash) {
+		t.Errorf("after a crash: heldBy = %q, want the crash named", by)
+	}
+}
